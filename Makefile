@@ -6,7 +6,11 @@ STAMP := $(VENV)/.installed-dev
 PORT ?= 8090
 ARGS ?=
 
-.PHONY: test lint sandbox clean
+IAC_VENV := .venv-iac
+IAC_STAMP := $(IAC_VENV)/.installed
+SAM := SAM_CLI_TELEMETRY=0 $(IAC_VENV)/bin/sam
+
+.PHONY: test lint iac build sandbox clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,9 +18,25 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-## test: lint, then every test (the command CI runs)
-test: lint
+$(IAC_STAMP): requirements-iac.txt
+	$(PYTHON) -m venv $(IAC_VENV)
+	$(IAC_VENV)/bin/pip install --quiet --upgrade pip
+	$(IAC_VENV)/bin/pip install --quiet -r requirements-iac.txt
+	touch $@
+
+## test: lint, template checks and build, then every test (the command CI runs)
+test: lint iac build
 	$(BIN)/pytest
+
+## iac: cfn-lint, sam validate --lint and checkov on template.yaml (skips are justified in the template)
+iac: $(IAC_STAMP)
+	$(IAC_VENV)/bin/cfn-lint template.yaml
+	$(SAM) validate --lint --region us-east-1
+	$(IAC_VENV)/bin/checkov --file template.yaml --framework cloudformation --skip-download --quiet --compact
+
+## build: sam build without Docker (BuildMethod: makefile): arm64 python3.13 packages in .aws-sam/
+build: $(IAC_STAMP)
+	$(SAM) build --region us-east-1
 
 ## lint: ruff and mypy over all code
 lint: $(STAMP)

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
+
+from local.dynamodb_local import running_dynamodb_local
+from tests.support.aws import create_ledger_table, dynamodb_client, use_local_credentials
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -11,3 +17,21 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if exitstatus == 0 and passed == 0 and not session.config.option.collectonly:
         # Every test skipped or deselected: nothing was proven, so the run must not pass.
         session.exitstatus = pytest.ExitCode.NO_TESTS_COLLECTED
+
+
+@pytest.fixture(scope="session")
+def dynamodb_endpoint() -> Iterator[str]:
+    """The real DynamoDB Local engine for the whole run, on 127.0.0.1, stopped at the end."""
+    use_local_credentials()
+    with running_dynamodb_local() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def ddb(dynamodb_endpoint: str) -> Any:
+    return dynamodb_client(dynamodb_endpoint)
+
+
+@pytest.fixture
+def ledger_table(ddb: Any) -> str:
+    return create_ledger_table(ddb)

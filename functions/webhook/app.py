@@ -1,0 +1,47 @@
+"""Cobalt webhook receiver (API Gateway HTTP API, payload 2.0). Thin: decode, call the domain, map the answer."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from docdrop.ledger import DocumentLedger
+from docdrop.observability import build_logger, build_metrics
+from docdrop.secret_documents import SecretDocument
+from docdrop.settings import WebhookSettings
+from docdrop.webhook import handle_cobalt_webhook
+
+# Created once per container. Timeouts and retries are bounded so one delivery stays under Cobalt's 5 s.
+_FAST = Config(connect_timeout=0.5, read_timeout=1.0, retries={"max_attempts": 2, "mode": "standard"})
+settings = WebhookSettings.from_env()
+logger = build_logger("webhook")
+metrics = build_metrics("webhook")
+ledger = DocumentLedger(boto3.client("dynamodb", config=_FAST), settings.ledger_table, settings.record_retention_days)
+signing_secret = SecretDocument(
+    settings.webhook_secret, settings.secret_max_age_seconds, boto3.client("secretsmanager", config=_FAST)
+)
+
+
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    body = event.get("body") or ""
+    raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode("utf-8")
+    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    answer = handle_cobalt_webhook(
+        raw,
+        headers,
+        ledger=ledger,
+        load_secrets=lambda refresh: signing_secret.get(refresh=refresh),
+        metrics=metrics,
+        max_body_bytes=settings.max_body_bytes,
+    )
+    # Logs carry the event id and the outcome of handling it, never the body (it holds the MRN).
+    logger.info("webhook handled", status=answer.status_code, result=answer.body, event_id=headers.get("webhook-id"))
+    return {
+        "statusCode": answer.status_code,
+        "headers": {"content-type": "application/json"},
+        "body": json.dumps(answer.body),
+    }

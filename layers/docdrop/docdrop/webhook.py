@@ -1,0 +1,145 @@
+"""Cobalt's webhooks: verify, parse, record in one ledger write, answer fast (promises 3, 4, 5)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from docdrop.ledger import OUTCOMES, DocumentLedger, LedgerError, OutcomeEvent
+from docdrop.observability import MetricName
+from docdrop.signature import verify_cobalt_signature
+
+# Event families counted when ignored: a bounded set of metric dimension values, whatever Cobalt sends.
+KNOWN_FAMILIES = frozenset({"appointment", "patient", "note", "task", "access_token", "document", "provider", "order"})
+
+
+class MetricSink(Protocol):
+    def add_metric(self, name: str, unit: str, value: float) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class WebhookAnswer:
+    status_code: int
+    body: dict[str, Any]
+
+
+def signing_secrets(document: Mapping[str, Any], now: datetime | None = None) -> list[str]:
+    """The secrets to try: `current`, then `previous` unless its `previous_expires_at` (ISO 8601) has passed."""
+    keys = [str(document.get("current") or "")]
+    previous = str(document.get("previous") or "")
+    expires = document.get("previous_expires_at")
+    if previous and expires:
+        try:
+            moment = datetime.fromisoformat(str(expires).replace("Z", "+00:00"))
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            if (now or datetime.now(UTC)) > moment:
+                previous = ""
+        except ValueError:
+            pass  # an unreadable expiry keeps the previous secret: rotation must not lose deliveries
+    keys.append(previous)
+    return [k for k in keys if k and k != "REPLACE_ME"]
+
+
+def handle_cobalt_webhook(
+    raw_body: bytes,
+    headers: Mapping[str, str],
+    *,
+    ledger: DocumentLedger,
+    load_secrets: Callable[[bool], Mapping[str, Any]],
+    metrics: MetricSink,
+    max_body_bytes: int = 256 * 1024,
+) -> WebhookAnswer:
+    """One delivery. `headers` have lower-case names. `load_secrets(refresh)` returns the signing-secret document."""
+    if len(raw_body) > max_body_bytes:
+        metrics.add_metric(MetricName.WEBHOOK_BAD_REQUEST, "Count", 1)
+        return WebhookAnswer(413, {"error": "payload too large"})
+    signature = headers.get("cobalt-verification")
+    # On a mismatch the secret may have been rotated since it was cached: read it once more before refusing.
+    if not verify_cobalt_signature(raw_body, signature, signing_secrets(load_secrets(False))) and (
+        not signature or not verify_cobalt_signature(raw_body, signature, signing_secrets(load_secrets(True)))
+    ):
+        metrics.add_metric(MetricName.WEBHOOK_INVALID_SIGNATURE, "Count", 1)
+        return WebhookAnswer(401, {"error": "invalid signature"})
+    try:
+        event = json.loads(raw_body)
+    except (ValueError, RecursionError):
+        event = None
+    if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
+        metrics.add_metric(MetricName.WEBHOOK_BAD_REQUEST, "Count", 1)
+        return WebhookAnswer(400, {"error": "body must be a JSON event with id and type"})
+    event_type: str = event["type"]
+    raw_data = event.get("data")
+    data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}
+    try:
+        if event_type in OUTCOMES:
+            outcome = _outcome_event(event, data, headers)
+            if outcome is None:
+                metrics.add_metric(MetricName.WEBHOOK_BAD_REQUEST, "Count", 1)
+                return WebhookAnswer(400, {"error": "document event without data.document_id"})
+            recorded = ledger.record_outcome(outcome)
+            if recorded:
+                name = (
+                    MetricName.DOCUMENTS_UPLOADED if event_type == "document.uploaded" else MetricName.DOCUMENTS_FAILED
+                )
+                metrics.add_metric(name, "Count", 1)
+        elif event_type == "access_token.login_required":
+            reference = str(
+                data.get("access_token_reference_id") or event.get("access_token_reference_id") or "unknown"
+            )
+            message = data.get("message")
+            recorded = ledger.record_login_required(
+                reference, event["id"], str(event.get("created") or ""), str(message) if message else None
+            )
+            if recorded:
+                metrics.add_metric(MetricName.LOGIN_REQUIRED, "Count", 1)
+        else:
+            metrics.add_metric(MetricName.WEBHOOK_IGNORED_EVENT, "Count", 1)
+            return WebhookAnswer(200, {"status": "ignored", "family": event_family(event_type)})
+    except LedgerError:
+        # 5xx only when the write failed: Cobalt retries once, and the event log keeps it for the reconciler.
+        metrics.add_metric(MetricName.WEBHOOK_LEDGER_ERROR, "Count", 1)
+        return WebhookAnswer(500, {"error": "could not record the event; retry"})
+    if not recorded:
+        metrics.add_metric(MetricName.WEBHOOK_DUPLICATE, "Count", 1)
+        return WebhookAnswer(200, {"status": "duplicate"})
+    return WebhookAnswer(200, {"status": "recorded"})
+
+
+def event_family(event_type: str) -> str:
+    family = event_type.split(".", 1)[0]
+    return family if family in KNOWN_FAMILIES else "other"
+
+
+def _outcome_event(
+    event: Mapping[str, Any], data: Mapping[str, Any], headers: Mapping[str, str]
+) -> OutcomeEvent | None:
+    document_id = data.get("document_id")
+    if not isinstance(document_id, str | int) or isinstance(document_id, bool) or not str(document_id):
+        return None
+    reasons = tuple(
+        {"code": str(r.get("code", "")), "description": str(r.get("description", ""))}
+        for r in data.get("reasons") or []
+        if isinstance(r, dict)
+    )
+    try:
+        attempt: int | None = int(headers.get("webhook-attempt", ""))
+    except ValueError:
+        attempt = None
+    job_id = event.get("job_id")
+    failure_reason = data.get("failure_reason")
+    reference = event.get("access_token_reference_id")
+    return OutcomeEvent(
+        event_id=str(event["id"]),
+        event_type=str(event["type"]),
+        document_id=str(document_id),
+        created=str(event.get("created") or headers.get("webhook-timestamp") or ""),
+        failure_reason=str(failure_reason) if failure_reason else None,
+        reasons=reasons,
+        job_id=str(job_id) if job_id is not None else None,
+        access_token_reference_id=str(reference) if reference else None,
+        attempt=attempt,
+    )

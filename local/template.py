@@ -1,0 +1,63 @@
+"""Read template.yaml, so local resources are created from the template's own definitions and cannot drift."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
+
+
+class _CloudFormationLoader(yaml.SafeLoader):
+    """YAML with CloudFormation's short forms (!Ref, !GetAtt, !Sub ...) turned into their long forms."""
+
+
+def _intrinsic(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = "Ref" if tag_suffix == "Ref" else f"Fn::{tag_suffix}"
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+        if tag_suffix == "GetAtt":
+            value = str(value).split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    return {name: value}
+
+
+_CloudFormationLoader.add_multi_constructor("!", _intrinsic)
+
+
+def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.load(path.read_text(encoding="utf-8"), Loader=_CloudFormationLoader)  # noqa: S506
+    return loaded
+
+
+def resource(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
+    found: dict[str, Any] = template["Resources"][logical_id]
+    return found
+
+
+def table_create_args(template: dict[str, Any], logical_id: str, table_name: str) -> dict[str, Any]:
+    """CreateTable arguments from an AWS::DynamoDB::Table resource: keys, attributes, indexes, billing mode.
+
+    Encryption, point-in-time recovery and deletion protection are account features DynamoDB Local does not have.
+    """
+    props = resource(template, logical_id)["Properties"]
+    args: dict[str, Any] = {
+        "TableName": table_name,
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "KeySchema": props["KeySchema"],
+        "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+    }
+    if props.get("GlobalSecondaryIndexes"):
+        args["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+    return args
+
+
+def time_to_live_attribute(template: dict[str, Any], logical_id: str) -> str | None:
+    spec = resource(template, logical_id)["Properties"].get("TimeToLiveSpecification") or {}
+    return str(spec["AttributeName"]) if spec.get("Enabled") else None

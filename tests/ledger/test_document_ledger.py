@@ -1,0 +1,185 @@
+"""The document ledger against the real DynamoDB Local engine, on a table made from template.yaml's definition."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from docdrop.ledger import DocumentLedger, LedgerError, ObjectRef, OutcomeEvent, Status
+
+from tests.support.aws import dynamodb_client
+
+REF = ObjectRef("inbox-bucket", "inbox/clinic a/Jane Doe scan.pdf", "v-1")
+
+
+def outcome(
+    event_id: str, event_type: str = "document.uploaded", document_id: str = "1111222233334444", **kw
+) -> OutcomeEvent:
+    return OutcomeEvent(
+        event_id=event_id, event_type=event_type, document_id=document_id, created="2026-11-23T10:00:00Z", **kw
+    )
+
+
+@pytest.fixture
+def ledger(ddb, ledger_table) -> DocumentLedger:
+    return DocumentLedger(ddb, ledger_table)
+
+
+def test_object_id_is_stable_and_does_not_contain_the_key() -> None:
+    assert REF.object_id == ObjectRef(REF.bucket, REF.key, REF.version_id).object_id
+    assert REF.object_id != ObjectRef(REF.bucket, REF.key, "v-2").object_id
+    assert "Jane" not in REF.object_id and len(REF.object_id) == 32
+
+
+def test_two_concurrent_claims_have_exactly_one_winner(ledger: DocumentLedger) -> None:
+    barrier = threading.Barrier(8)
+    results = []
+
+    def contend() -> None:
+        barrier.wait()
+        results.append(ledger.claim(REF, lease_seconds=60))
+
+    threads = [threading.Thread(target=contend) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    winners = [r for r in results if r.won]
+    assert len(winners) == 1
+    for loser in (r for r in results if not r.won):
+        assert loser.current is not None and loser.current["status"] == "RECEIVED"
+        assert loser.current["claim_token"] == winners[0].token
+    assert ledger.get_object(REF)["attempts"] == 1
+
+
+def test_a_submitted_object_cannot_be_claimed_again(ledger: DocumentLedger) -> None:
+    claim = ledger.claim(REF, lease_seconds=60)
+    ledger.record_submission(REF, claim.token, "1111222233334444", job_id="77")
+    again = ledger.claim(REF, lease_seconds=60)
+    assert not again.won and again.current["status"] == "SUBMITTED"
+    view = ledger.lookup(REF)
+    assert (view.status, view.document_id, view.job_id) == ("SUBMITTED", "1111222233334444", "77")
+
+
+def test_waiting_for_tags_then_claimed_when_the_tags_arrive(ledger: DocumentLedger) -> None:
+    assert ledger.record_unclaimed_state(REF, Status.WAITING_FOR_TAGS, "Missing tag: patient_mrn")
+    assert ledger.claim(REF, lease_seconds=60).won
+    # A late duplicate of the first event cannot move a claimed object back to waiting or rejected.
+    assert not ledger.record_unclaimed_state(REF, Status.WAITING_FOR_TAGS, "Missing tag: patient_mrn")
+    assert not ledger.record_unclaimed_state(REF, Status.REJECTED, "x")
+    history = [h["status"] for h in ledger.get_object(REF)["history"]]
+    assert history == ["WAITING_FOR_TAGS", "RECEIVED"]
+
+
+def test_rejected_is_final_for_unclaimed_writers_and_claims(ledger: DocumentLedger) -> None:
+    assert ledger.record_unclaimed_state(REF, Status.REJECTED, "Not a PDF, JPEG or PNG")
+    assert not ledger.claim(REF, lease_seconds=60).won
+    assert ledger.lookup(REF).reason == "Not a PDF, JPEG or PNG"
+    with pytest.raises(ValueError, match="not decided before a claim"):
+        ledger.record_unclaimed_state(REF, Status.UPLOADED, "no")
+
+
+def test_only_the_claim_holder_records_claimed_states(ledger: DocumentLedger) -> None:
+    claim = ledger.claim(REF, lease_seconds=60)
+    assert not ledger.record_claimed_state(REF, "someone-else", Status.FAILED, "x")
+    assert ledger.record_claimed_state(REF, claim.token, Status.PENDING_RETRY, "Cobalt answered 503")
+    retry = ledger.claim(REF, lease_seconds=60)
+    assert retry.won and ledger.get_object(REF)["attempts"] == 2
+
+
+def test_an_expired_claim_is_marked_needs_review_and_a_live_one_is_not(ledger: DocumentLedger) -> None:
+    ledger.claim(REF, lease_seconds=60)
+    assert not ledger.mark_interrupted(REF, "interrupted")
+    other = ObjectRef("b", "k", "v")
+    claim = ledger.claim(other, lease_seconds=0.01)
+    time.sleep(0.05)
+    assert ledger.mark_interrupted(other, "An earlier attempt stopped mid-upload; it may be in the EMR")
+    assert ledger.lookup(other).status == "NEEDS_REVIEW"
+    # If the slow invocation did get Cobalt's answer, the document id is kept and wins over the guess.
+    ledger.record_submission(other, claim.token, "5555666677778888")
+    assert ledger.lookup(other).status == "SUBMITTED"
+
+
+def test_outcome_before_submission_is_kept_and_joined(ledger: DocumentLedger) -> None:
+    assert ledger.record_outcome(outcome("evt-1"))
+    early = ledger.lookup_document("1111222233334444")
+    assert early.status == "UPLOADED" and early.object_id is None
+    claim = ledger.claim(REF, lease_seconds=60)
+    ledger.record_submission(REF, claim.token, "1111222233334444")
+    joined = ledger.lookup(REF)
+    assert (joined.status, joined.reason) == ("UPLOADED", "Filed in the EMR")
+    assert ledger.lookup_document("1111222233334444").key == REF.key
+
+
+def test_a_duplicate_outcome_is_a_no_op(ledger: DocumentLedger) -> None:
+    assert ledger.record_outcome(outcome("evt-1"))
+    before = ledger.get_document("1111222233334444")
+    assert not ledger.record_outcome(outcome("evt-1"))
+    after = ledger.get_document("1111222233334444")
+    assert before == after and len(after["events"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("document.uploaded", "document.upload_failed"), ("document.upload_failed", "document.uploaded")],
+)
+def test_conflicting_outcomes_keep_the_first_terminal_and_both_in_history(
+    ledger: DocumentLedger, first, second
+) -> None:
+    claim = ledger.claim(REF, lease_seconds=60)
+    ledger.record_submission(REF, claim.token, "1111222233334444")
+    assert ledger.record_outcome(outcome("evt-1", first, failure_reason="Patient not found."))
+    assert ledger.record_outcome(outcome("evt-2", second, failure_reason="Patient not found."))
+    view = ledger.lookup(REF)
+    expected = "UPLOADED" if first == "document.uploaded" else "FAILED"
+    assert view.status == expected
+    assert [e["event_id"] for e in view.events] == ["evt-1", "evt-2"]
+    assert [e["type"] for e in view.events] == [first, second]
+
+
+def test_failed_outcome_keeps_cobalts_reason_and_reasons(ledger: DocumentLedger) -> None:
+    reasons = ({"code": "PATIENT_NOT_FOUND", "description": "Patient not found."},)
+    ledger.record_outcome(
+        outcome("e", "document.upload_failed", failure_reason="Patient not found.", reasons=reasons, attempt=2)
+    )
+    document = ledger.get_document("1111222233334444")
+    assert document["outcome_reason"] == "Patient not found."
+    assert document["events"][0]["reasons"] == [dict(reasons[0])] and document["events"][0]["attempt"] == 2
+
+
+def test_list_by_status_finds_objects_and_outcomes(ledger: DocumentLedger) -> None:
+    ledger.record_unclaimed_state(ObjectRef("b", "k1", "v"), Status.REJECTED, "too big")
+    claim = ledger.claim(REF, lease_seconds=60)
+    ledger.record_submission(REF, claim.token, "1111222233334444")
+    assert [v.key for v in ledger.list_by_status(Status.SUBMITTED)] == [REF.key]
+    ledger.record_outcome(outcome("evt-1"))
+    assert ledger.list_by_status(Status.SUBMITTED) == []  # joined: it is UPLOADED now
+    assert [v.key for v in ledger.list_by_status(Status.UPLOADED)] == [REF.key]
+    assert [v.reason for v in ledger.list_by_status(Status.REJECTED)] == ["too big"]
+    assert ledger.list_by_status(Status.REJECTED, older_than=timedelta(hours=1)) == []
+
+
+def test_login_required_is_recorded_once_per_event(ledger: DocumentLedger) -> None:
+    assert ledger.record_login_required("clinic-main", "evt-9", "2026-11-23T10:00:00Z", "re-link")
+    assert not ledger.record_login_required("clinic-main", "evt-9", "2026-11-23T10:00:00Z", "re-link")
+    link = ledger.get_account_link("clinic-main")
+    assert link["status"] == "LOGIN_REQUIRED" and len(link["history"]) == 1
+
+
+def test_terminal_records_get_an_expiry_only_when_retention_is_set(ddb, ledger_table) -> None:
+    keep = DocumentLedger(ddb, ledger_table)
+    expire = DocumentLedger(ddb, ledger_table, retention_days=30)
+    keep.record_unclaimed_state(ObjectRef("b", "k", "1"), Status.REJECTED, "x")
+    expire.record_unclaimed_state(ObjectRef("b", "k", "2"), Status.REJECTED, "x")
+    expire.record_unclaimed_state(ObjectRef("b", "k", "3"), Status.WAITING_FOR_TAGS, "x")
+    assert "expires_at" not in keep.get_object(ObjectRef("b", "k", "1"))
+    assert expire.get_object(ObjectRef("b", "k", "2"))["expires_at"] > time.time() + 29 * 86400
+    assert "expires_at" not in expire.get_object(ObjectRef("b", "k", "3"))
+
+
+def test_an_unreachable_dynamodb_raises_ledger_error() -> None:
+    client = dynamodb_client("http://127.0.0.1:9", connect_timeout=0.2, read_timeout=0.2, retries={"max_attempts": 1})
+    with pytest.raises(LedgerError):
+        DocumentLedger(client, "nope").record_outcome(outcome("evt-1"))

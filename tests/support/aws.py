@@ -1,0 +1,49 @@
+"""boto3 clients for the local servers the tests start (never a real AWS account)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from local.template import load_template, table_create_args, time_to_live_attribute
+
+LOCAL_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+
+
+def use_local_credentials() -> None:
+    for name, value in LOCAL_ENV.items():
+        os.environ[name] = value
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        os.environ.pop(name, None)
+
+
+def dynamodb_client(endpoint: str, **config: Any) -> Any:
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(**config) if config else None,
+    )
+
+
+def create_ledger_table(client: Any, name: str | None = None) -> str:
+    """A ledger table created from template.yaml's own LedgerTable definition."""
+    template = load_template()
+    name = name or f"ledger-{uuid.uuid4().hex[:8]}"
+    client.create_table(**table_create_args(template, "LedgerTable", name))
+    client.get_waiter("table_exists").wait(TableName=name)
+    ttl = time_to_live_attribute(template, "LedgerTable")
+    if ttl:
+        client.update_time_to_live(TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl})
+    return name

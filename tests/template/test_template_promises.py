@@ -1,0 +1,194 @@
+"""What the linters do not check in template.yaml: the settings DocDrop's promises depend on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from local.template import load_template
+
+TEMPLATE = load_template()
+RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
+
+
+def of_type(kind: str) -> dict[str, dict[str, Any]]:
+    return {name: r for name, r in RESOURCES.items() if r["Type"] == kind}
+
+
+def props(name: str) -> dict[str, Any]:
+    properties: dict[str, Any] = RESOURCES[name]["Properties"]
+    return properties
+
+
+def test_uploader_reports_batch_item_failures_with_capped_concurrency() -> None:
+    [event] = props("UploaderFunction")["Events"].values()
+    assert event["Type"] == "SQS"
+    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert event["Properties"]["ScalingConfig"]["MaximumConcurrency"] == {"Ref": "MaxConcurrentUploads"}
+    assert event["Properties"]["Queue"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]}
+
+
+def test_visibility_timeout_is_at_least_six_times_the_uploader_timeout() -> None:
+    assert props("IngestQueue")["VisibilityTimeout"] >= 6 * props("UploaderFunction")["Timeout"]
+
+
+def test_ingest_queue_goes_to_the_dlq_after_five_receives_and_the_dlq_keeps_14_days() -> None:
+    redrive = props("IngestQueue")["RedrivePolicy"]
+    assert redrive["maxReceiveCount"] == 5
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["IngestDeadLetterQueue", "Arn"]}
+    assert props("IngestDeadLetterQueue")["MessageRetentionPeriod"] == 14 * 24 * 3600
+    assert props("IngestQueue")["MessageRetentionPeriod"] <= props("IngestDeadLetterQueue")["MessageRetentionPeriod"]
+
+
+def test_webhook_times_out_before_cobalts_five_seconds() -> None:
+    assert props("WebhookFunction")["Timeout"] < 5
+    [event] = props("WebhookFunction")["Events"].values()
+    assert event["Type"] == "HttpApi" and event["Properties"]["Path"] == "/webhooks/cobalt"
+
+
+def test_ledger_has_pitr_kms_encryption_ttl_and_retain() -> None:
+    table = props("LedgerTable")
+    assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert table["SSESpecification"] == {"SSEEnabled": True, "SSEType": "KMS", "KMSMasterKeyId": {"Ref": "DataKey"}}
+    assert table["TimeToLiveSpecification"]["Enabled"] is True
+    assert RESOURCES["LedgerTable"]["DeletionPolicy"] == "Retain"
+
+
+def test_every_data_store_is_encrypted_with_the_customer_managed_key() -> None:
+    bucket = props("InboxBucket")["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+    assert bucket["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms" and bucket["BucketKeyEnabled"] is True
+    for name in of_type("AWS::SQS::Queue"):
+        assert props(name)["KmsMasterKeyId"] == {"Ref": "DataKey"}, name
+    for name in of_type("AWS::SecretsManager::Secret"):
+        assert props(name)["KmsKeyId"] == {"Ref": "DataKey"}, name
+    for name in of_type("AWS::SNS::Topic"):
+        assert props(name)["KmsMasterKeyId"] == {"Ref": "DataKey"}, name
+    assert props("DataKey")["EnableKeyRotation"] is True
+
+
+def test_bucket_is_private_versioned_and_notifies_the_queue_under_the_prefix() -> None:
+    bucket = props("InboxBucket")
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    assert bucket["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    notifications = bucket["NotificationConfiguration"]["QueueConfigurations"]
+    assert {n["Event"] for n in notifications} == {"s3:ObjectCreated:*", "s3:ObjectTagging:Put"}
+    for notification in notifications:
+        assert notification["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": {"Ref": "WatchedPrefix"}}]
+
+
+def test_bucket_policy_denies_plain_http_and_tls_below_1_2() -> None:
+    statements = props("InboxBucketPolicy")["PolicyDocument"]["Statement"]
+    denies = {s["Sid"]: s for s in statements if s["Effect"] == "Deny"}
+    assert denies["DenyInsecureTransport"]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert denies["DenyTlsOlderThan12"]["Condition"] == {"NumericLessThan": {"s3:TlsVersion": "1.2"}}
+
+
+def test_queue_admits_only_this_bucket_in_this_account() -> None:
+    [statement] = props("IngestQueuePolicy")["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "s3.amazonaws.com"} and statement["Action"] == "sqs:SendMessage"
+    condition = statement["Condition"]
+    assert condition["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    source_arn = condition["ArnEquals"]["aws:SourceArn"]["Fn::Sub"][0]
+    bucket_name = props("InboxBucket")["BucketName"]["Fn::Sub"][0]
+    assert source_arn.endswith(":s3:::" + bucket_name)
+
+
+def _statements(function: str) -> list[dict[str, Any]]:
+    return [s for policy in props(function)["Policies"] for s in policy["Statement"]]
+
+
+@pytest.mark.parametrize("function", ["UploaderFunction", "WebhookFunction"])
+def test_no_wildcard_actions_or_resources_on_data(function: str) -> None:
+    for statement in _statements(function):
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert all("*" not in a for a in actions), statement["Sid"]
+        assert statement["Resource"] != "*", statement["Sid"]
+
+
+def test_uploader_reads_only_under_the_watched_prefix() -> None:
+    [s3] = [s for s in _statements("UploaderFunction") if any(a.startswith("s3:") for a in s["Action"])]
+    assert s3["Resource"]["Fn::Sub"][0].endswith("/${WatchedPrefix}*")
+    assert all(a.startswith("s3:Get") for a in s3["Action"])
+
+
+def test_webhook_may_only_update_the_ledger() -> None:
+    [dynamo] = [s for s in _statements("WebhookFunction") if s["Sid"] == "RecordOutcomes"]
+    assert dynamo["Action"] == ["dynamodb:UpdateItem"]
+
+
+def test_the_dead_letter_queue_has_an_alarm_to_the_topic() -> None:
+    alarms = [
+        a["Properties"]
+        for a in of_type("AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("Dimensions", [{}])[0].get("Value")
+        == {"Fn::GetAtt": ["IngestDeadLetterQueue", "QueueName"]}
+    ]
+    assert any(a["MetricName"] == "ApproximateNumberOfMessagesVisible" and a["Threshold"] == 0 for a in alarms)
+    assert all(a["AlarmActions"] == [{"Ref": "AlarmTopic"}] for a in alarms)
+
+
+def test_every_log_group_has_retention_and_encryption_and_every_function_uses_one() -> None:
+    groups = of_type("AWS::Logs::LogGroup")
+    assert len(groups) >= 3
+    for name in groups:
+        assert props(name)["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
+        assert props(name)["KmsKeyId"] == {"Fn::GetAtt": ["DataKey", "Arn"]}, name
+    for name in of_type("AWS::Serverless::Function"):
+        assert props(name)["LoggingConfig"]["LogGroup"]["Ref"] in groups, name
+    assert TEMPLATE["Globals"]["Function"]["LoggingConfig"]["LogFormat"] == "JSON"
+
+
+def test_access_logs_carry_no_body_query_or_headers() -> None:
+    log_format = props("WebhookApi")["AccessLogSettings"]["Format"]
+    for leak in ("$request", "querystring", "body", "$input", "header"):
+        assert leak not in log_format.lower().replace("$context.requestid", "").replace("$context.requesttime", "")
+
+
+def test_functions_are_arm64_python313_built_by_makefile_with_the_layer() -> None:
+    function_globals = TEMPLATE["Globals"]["Function"]
+    assert function_globals["Runtime"] == "python3.13" and function_globals["Architectures"] == ["arm64"]
+    assert function_globals["Layers"] == [{"Ref": "DocDropLayer"}]
+    for name in (*of_type("AWS::Serverless::Function"), "DocDropLayer"):
+        assert RESOURCES[name]["Metadata"]["BuildMethod"] == "makefile", name
+
+
+def test_every_alarm_on_docdrop_metrics_names_a_metric_the_code_emits() -> None:
+    from docdrop.observability import MetricName
+
+    emitted = {m.value for m in MetricName}
+    custom = [
+        a["Properties"] for a in of_type("AWS::CloudWatch::Alarm").values() if a["Properties"]["Namespace"] == "DocDrop"
+    ]
+    assert len(custom) >= 6
+    for alarm in custom:
+        assert alarm["MetricName"] in emitted, alarm["MetricName"]
+    wanted = {
+        "DocumentsFailed",
+        "DocumentsRejected",
+        "DocumentsNeedsReview",
+        "DocumentsBlocked",
+        "WebhookInvalidSignature",
+    }
+    assert wanted <= {a["MetricName"] for a in custom}
+
+
+def test_outputs_name_everything_an_operator_needs() -> None:
+    assert {
+        "InboxBucketName",
+        "WatchedPrefix",
+        "WebhookUrl",
+        "LedgerTableName",
+        "IngestQueueUrl",
+        "DeadLetterQueueUrl",
+        "DashboardUrl",
+        "CobaltCredentialsSecretArn",
+        "WebhookSigningSecretArn",
+    } <= set(TEMPLATE["Outputs"])
+
+
+def test_skipped_checkov_checks_are_each_justified() -> None:
+    for name, resource in RESOURCES.items():
+        for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
+            assert len(skip.get("comment", "")) > 30, f"{name} skips {skip['id']} without a reason"
