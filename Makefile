@@ -10,7 +10,7 @@ IAC_VENV := .venv-iac
 IAC_STAMP := $(IAC_VENV)/.installed
 SAM := SAM_CLI_TELEMETRY=0 $(IAC_VENV)/bin/sam
 
-.PHONY: test lint iac build sandbox clean
+.PHONY: test lint iac build bench sandbox clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +42,11 @@ build: $(IAC_STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy layers/docdrop/docdrop local tests $(wildcard functions/*/*.py)
+	$(BIN)/mypy layers/docdrop/docdrop local tests bench $(wildcard functions/*/*.py)
+
+## bench: print speed and cost figures (never asserted: compare ratios within one run)
+bench: $(STAMP) build
+	$(BIN)/python -m bench.webhook_bench
 
 ## sandbox: the Cobalt sandbox in the foreground on 127.0.0.1:$(PORT) (PORT=0 picks a free port)
 sandbox: $(STAMP)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from local.dynamodb_local import running_dynamodb_local
+from local.dynamodb_local import free_port, running_dynamodb_local
 from tests.support.aws import create_ledger_table, dynamodb_client, use_local_credentials
 
 
@@ -35,3 +35,18 @@ def ddb(dynamodb_endpoint: str) -> Any:
 @pytest.fixture
 def ledger_table(ddb: Any) -> str:
     return create_ledger_table(ddb)
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """moto server (S3, SQS, Secrets Manager, CloudWatch) on 127.0.0.1 for the whole run, stopped at the end."""
+    from moto.server import ThreadedMotoServer
+
+    use_local_credentials()
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
