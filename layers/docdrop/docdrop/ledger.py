@@ -170,6 +170,21 @@ class _Expression:
         name = self.n(attribute)
         return f"{name} = list_append(if_not_exists({name}, {self.v([])}), {self.v([_clean(entry)])})"
 
+    def transition(
+        self,
+        status: Status,
+        reason: str,
+        now: str,
+        extra: Mapping[str, Any],
+        keep_first: Mapping[str, Any] | None = None,
+    ) -> list[str]:
+        """Clauses that move an object version to `status`: its reason, times, `extra`, and an entry in its history."""
+        clauses = self.assign(
+            {"status": status.value, "reason": reason, "status_at": now, "updated_at": now, **extra}, keep_first
+        )
+        clauses.append(self.append("history", {"at": now, "status": status.value, "reason": reason}))
+        return clauses
+
     def kwargs(self, update: str, condition: str | None = None) -> dict[str, Any]:
         result: dict[str, Any] = {
             "UpdateExpression": update,
@@ -248,22 +263,15 @@ class DocumentLedger:
         lease_until = (datetime.now(UTC) + timedelta(seconds=lease_seconds)).isoformat(timespec="microseconds")
         reason = "Claimed for upload to Cobalt"
         e = _Expression()
-        sets = e.assign(
-            {
-                "status": Status.RECEIVED.value,
-                "reason": reason,
-                "status_at": now,
-                "updated_at": now,
-                "claim_token": token,
-                "lease_until": lease_until,
-                **_ref_attributes(ref),
-                **(details or {}),
-            },
+        sets = e.transition(
+            Status.RECEIVED,
+            reason,
+            now,
+            {"claim_token": token, "lease_until": lease_until, **_ref_attributes(ref), **(details or {})},
             keep_first={"created_at": now},
         )
         attempts = e.n("attempts")
         sets.append(f"{attempts} = if_not_exists({attempts}, {e.v(0)}) + {e.v(1)}")
-        sets.append(e.append("history", {"at": now, "status": Status.RECEIVED.value, "reason": reason}))
         claimable = ", ".join(e.v(s.value) for s in sorted(CLAIMABLE))
         condition = f"attribute_not_exists({e.n('pk')}) OR {e.n('status')} IN ({claimable})"
         try:
@@ -307,19 +315,13 @@ class DocumentLedger:
         self, ref: ObjectRef, status: Status, reason: str, e: _Expression, condition: str, attrs: Mapping[str, Any]
     ) -> bool:
         now = now_iso()
-        sets = e.assign(
-            {
-                "status": status.value,
-                "reason": reason,
-                "status_at": now,
-                "updated_at": now,
-                "expires_at": self._expiry(status),
-                **_ref_attributes(ref),
-                **attrs,
-            },
+        sets = e.transition(
+            status,
+            reason,
+            now,
+            {"expires_at": self._expiry(status), **_ref_attributes(ref), **attrs},
             keep_first={"created_at": now},
         )
-        sets.append(e.append("history", {"at": now, "status": status.value, "reason": reason}))
         return self._conditional_update(self._object_key(ref.object_id), e, "SET " + ", ".join(sets), condition)
 
     def record_submission(self, ref: ObjectRef, token: str, document_id: str, job_id: str | None = None) -> None:
@@ -331,17 +333,7 @@ class DocumentLedger:
         now = now_iso()
         reason = "Accepted by Cobalt; waiting for the EMR's outcome"
         obj = _Expression()
-        obj_sets = obj.assign(
-            {
-                "status": Status.SUBMITTED.value,
-                "reason": reason,
-                "status_at": now,
-                "updated_at": now,
-                "document_id": document_id,
-                "job_id": job_id,
-            }
-        )
-        obj_sets.append(obj.append("history", {"at": now, "status": Status.SUBMITTED.value, "reason": reason}))
+        obj_sets = obj.transition(Status.SUBMITTED, reason, now, {"document_id": document_id, "job_id": job_id})
         doc = _Expression()
         doc_sets = doc.assign(
             {**_ref_attributes(ref), "document_id": document_id, "submitted_at": now},
