@@ -10,6 +10,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import requests
 
@@ -88,11 +89,13 @@ def running_dynamodb_local(port: int = 0, db_path: Path | None = None) -> Iterat
                 process.wait()
 
 
-def _wait_until_ready(endpoint: str, process: subprocess.Popen[bytes], log: object, timeout: float = 60.0) -> None:
+def _wait_until_ready(endpoint: str, process: subprocess.Popen[bytes], log: IO[bytes], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise DynamoDBLocalUnavailable(f"DynamoDB Local exited with code {process.returncode}")
+            log.seek(0)
+            tail = log.read()[-2000:].decode("utf-8", "replace")  # the engine's own output: the only diagnostic
+            raise DynamoDBLocalUnavailable(f"DynamoDB Local exited with code {process.returncode}:\n{tail}")
         try:
             requests.get(endpoint, timeout=1)  # any HTTP answer means it listens
             return

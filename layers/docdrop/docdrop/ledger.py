@@ -130,7 +130,7 @@ def _plain(item: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _clean(value: Any) -> Any:
-    """DynamoDB has no empty strings in sets and no floats: drop Nones, keep the rest as is."""
+    """Drop None values, at any depth, so absent optional fields are left out of the item instead of stored as NULL."""
     if isinstance(value, Mapping):
         return {k: _clean(v) for k, v in value.items() if v is not None}
     if isinstance(value, list | tuple):
