@@ -1,20 +1,49 @@
-"""Uploader (SQS batches of S3 notifications → Cobalt).
-
-NOT IMPLEMENTED YET (issue 4). Until it is, every message is reported as a batch item failure, so nothing is consumed
-silently: SQS redelivers, then moves the messages to the dead-letter queue, whose alarm fires; they can be redriven
-once the uploader exists. Nothing is sent to Cobalt.
-"""
+"""Uploader (SQS batches of S3 notifications → Cobalt). Thin: build collaborators once, hand batches to the domain."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from docdrop.observability import build_logger
+import boto3
+from botocore.config import Config
+from docdrop.cobalt import CobaltClient
+from docdrop.ledger import DocumentLedger
+from docdrop.observability import build_logger, build_metrics
+from docdrop.secret_documents import SecretDocument
+from docdrop.settings import UploaderSettings
+from docdrop.uploader import DocumentUploader, upload_sqs_batch
 
+# Created once per container and reused by every invocation: clients, the HTTP session, the thread pool.
+settings = UploaderSettings.from_env()
 logger = build_logger("uploader")
+metrics = build_metrics("uploader")
+_AWS = Config(
+    connect_timeout=2,
+    read_timeout=10,
+    retries={"max_attempts": 4, "mode": "standard"},
+    max_pool_connections=settings.max_parallel_uploads * 2,
+)
+credentials = SecretDocument(
+    settings.cobalt_credentials_secret, settings.secret_max_age_seconds, boto3.client("secretsmanager", config=_AWS)
+)
+uploader = DocumentUploader(
+    DocumentLedger(boto3.client("dynamodb", config=_AWS), settings.ledger_table, settings.record_retention_days),
+    boto3.client("s3", config=_AWS),
+    CobaltClient(
+        settings.cobalt_base_url,
+        lambda refresh: credentials.get(refresh=refresh),
+        connect_timeout=settings.connect_timeout_seconds,
+        read_timeout=settings.read_timeout_seconds,
+        server_error_policy=settings.server_error_policy,
+        pool_size=settings.max_parallel_uploads,
+    ),
+    logger=logger,
+    watched_prefix=settings.watched_prefix,
+)
+executor = ThreadPoolExecutor(max_workers=settings.max_parallel_uploads, thread_name_prefix="upload")
 
 
+@metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    records = event.get("Records") or []
-    logger.error("uploader not implemented: returning every message to the queue", count=len(records))
-    return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in records if "messageId" in r]}
+    return upload_sqs_batch(event, context, uploader=uploader, metrics=metrics, executor=executor)

@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from local.template import load_template, table_create_args, time_to_live_attribute
+from local.resources import create_ledger_table as create_table_from_template
 
 LOCAL_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -39,11 +39,4 @@ def dynamodb_client(endpoint: str, **config: Any) -> Any:
 
 def create_ledger_table(client: Any, name: str | None = None) -> str:
     """A ledger table created from template.yaml's own LedgerTable definition."""
-    template = load_template()
-    name = name or f"ledger-{uuid.uuid4().hex[:8]}"
-    client.create_table(**table_create_args(template, "LedgerTable", name))
-    client.get_waiter("table_exists").wait(TableName=name)
-    ttl = time_to_live_attribute(template, "LedgerTable")
-    if ttl:
-        client.update_time_to_live(TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl})
-    return name
+    return create_table_from_template(client, name or f"ledger-{uuid.uuid4().hex[:8]}")

@@ -1,0 +1,254 @@
+"""The Cobalt client: the one place that talks HTTP to Cobalt, and the classifier of what each answer means (promise 6).
+
+Cobalt has no idempotency key and warns against retrying anything not confirmed failed, so every answer is sorted into:
+- ACCEPTED    200 with a document id;
+- RETRY       nothing was stored: the connection was never made, 429, 502, 503, 504 (and 401 after one refresh);
+- FAILED      other 4xx: Cobalt refused this document, with its message;
+- BLOCKED     403 login_required (the EHR link broke) or credentials Cobalt refuses: a person must act;
+- AMBIGUOUS   the request left and no usable answer came back (read timeout, connection lost, 500, a 200 without an id):
+              it may be in the chart, so it is never sent again automatically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from collections.abc import Callable, Mapping
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from docdrop.contract import UploadFields
+
+RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+MAX_MESSAGE_CHARS = 500
+
+
+class Verdict(StrEnum):
+    ACCEPTED = "accepted"
+    RETRY = "retry"
+    FAILED = "failed"
+    BLOCKED = "blocked"
+    AMBIGUOUS = "ambiguous"
+
+
+@dataclasses.dataclass(frozen=True)
+class CobaltAnswer:
+    """What one upload attempt came to. `message` is Cobalt's own text (it may name the patient: ledger only)."""
+
+    verdict: Verdict
+    reason: str
+    status_code: int | None = None
+    document_id: str | None = None
+    job_id: str | None = None
+    message: str | None = None
+    retry_after_seconds: float | None = None
+    error_code: str | None = None  # e.g. login_required; safe to log
+    elapsed_seconds: float = 0.0
+
+
+def _json(response: requests.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, bool) or (isinstance(value, str) and not value.strip()):
+        return None
+    return str(value).strip()[:MAX_MESSAGE_CHARS]
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """`Retry-After` as seconds: a number of seconds or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
+
+
+def classify_response(
+    status: int, body: Mapping[str, Any], headers: Mapping[str, str], server_error_policy: str = "needs_review"
+) -> CobaltAnswer:
+    """Sort one HTTP answer from POST /v1/documents (see the module docstring)."""
+    message = _text(body.get("message"))
+    error = _text(body.get("error"))
+    if status == 200 or (200 <= status < 300):
+        document_id = _text(body.get("document_id"))
+        if body.get("success") is False:
+            return CobaltAnswer(Verdict.FAILED, message or "Cobalt refused the document", status, message=message)
+        if document_id is None:
+            return CobaltAnswer(
+                Verdict.AMBIGUOUS, "Cobalt answered success without a document id: it may be filed", status
+            )
+        return CobaltAnswer(
+            Verdict.ACCEPTED, "Accepted by Cobalt", status, document_id=document_id, job_id=_text(body.get("job_id"))
+        )
+    if status == 403 and error == "login_required":
+        return CobaltAnswer(
+            Verdict.BLOCKED,
+            "Cobalt says the EHR login behind the access token expired (login_required): re-link the account, "
+            "then re-apply this object's tags to send it",
+            status,
+            message=message,
+            error_code="login_required",
+        )
+    if status == 401:
+        return CobaltAnswer(
+            Verdict.BLOCKED,
+            "Cobalt refused DocDrop's credentials (401): fix the Cobalt credentials secret, "
+            "then re-apply this object's tags to send it",
+            status,
+            message=message,
+            error_code="unauthorized",
+        )
+    if status in RETRYABLE_STATUS:
+        return CobaltAnswer(
+            Verdict.RETRY,
+            f"Cobalt was unavailable (HTTP {status}) and stored nothing",
+            status,
+            retry_after_seconds=retry_after_seconds(headers.get("Retry-After") or headers.get("retry-after")),
+        )
+    if status == 500 and server_error_policy == "retry":
+        return CobaltAnswer(Verdict.RETRY, "Cobalt answered HTTP 500 (configured as safe to retry)", status)
+    if 400 <= status < 500:
+        return CobaltAnswer(
+            Verdict.FAILED,
+            f"Cobalt refused the document (HTTP {status}): {message or error or 'no message given'}",
+            status,
+            message=message,
+            error_code=error,
+        )
+    return CobaltAnswer(
+        Verdict.AMBIGUOUS,
+        f"Cobalt answered HTTP {status} after receiving the document: it may or may not be filed",
+        status,
+    )
+
+
+def classify_exception(exc: BaseException) -> CobaltAnswer:
+    """Sort a failed request: only a connection that was never made is safe to retry."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return CobaltAnswer(Verdict.RETRY, "Could not connect to Cobalt (connect timeout); nothing was sent")
+    if isinstance(exc, requests.exceptions.ConnectionError) and _never_connected(exc):
+        return CobaltAnswer(Verdict.RETRY, "Could not connect to Cobalt (connection refused); nothing was sent")
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return CobaltAnswer(
+            Verdict.AMBIGUOUS, "Cobalt did not answer in time after the document was sent: it may or may not be filed"
+        )
+    return CobaltAnswer(
+        Verdict.AMBIGUOUS,
+        f"The connection to Cobalt failed during the upload ({type(exc).__name__}): it may or may not be filed",
+    )
+
+
+def _never_connected(exc: BaseException) -> bool:
+    """True when the TCP connection (or DNS) failed, before any byte of the request could leave."""
+    from urllib3.exceptions import NameResolutionError, NewConnectionError
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, NewConnectionError | NameResolutionError | ConnectionRefusedError):
+            return True
+        reason = getattr(current, "reason", None)
+        if isinstance(reason, BaseException):
+            current = reason
+            continue
+        args = getattr(current, "args", ())
+        nested = next((a for a in args if isinstance(a, BaseException)), None)
+        current = nested or current.__cause__ or current.__context__
+    return False
+
+
+def backoff_seconds(attempt: int, retry_after: float | None, base: float = 0.5, cap: float = 8.0) -> float:
+    """Full-jitter exponential backoff for retry `attempt` (0-based); `Retry-After` is a floor when Cobalt gives one."""
+    jittered = random.uniform(0, min(cap, base * 2**attempt))  # jitter, not a secret
+    return max(jittered, retry_after or 0.0)
+
+
+Credentials = Callable[[bool], Mapping[str, Any]]
+
+
+class CobaltClient:
+    """POST /v1/documents with requests. One Session per container; credentials re-read once on a 401."""
+
+    def __init__(
+        self,
+        base_url: str,
+        credentials: Credentials,
+        *,
+        connect_timeout: float = 3.05,
+        read_timeout: float = 30.0,
+        server_error_policy: str = "needs_review",
+        session: requests.Session | None = None,
+        pool_size: int = 10,
+    ) -> None:
+        self._url = base_url.rstrip("/") + "/documents"
+        self._credentials = credentials
+        self.timeout = (connect_timeout, read_timeout)
+        self._policy = server_error_policy
+        self._session = session or requests.Session()
+        if session is None:
+            # Retries are decided here, never by urllib3: a blind retry of a POST could file the document twice.
+            adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
+            self._session.mount("https://", adapter)
+            self._session.mount("http://", adapter)
+
+    @property
+    def worst_case_seconds(self) -> float:
+        return self.timeout[0] + self.timeout[1]
+
+    def upload_document(
+        self, fields: UploadFields, filename: str, content_type: str, content: bytes, timeout: float | None = None
+    ) -> CobaltAnswer:
+        """One upload; on a 401 the credentials are read afresh and the request sent once more (401: nothing stored)."""
+        started = time.monotonic()
+        answer = self._post(fields, filename, content_type, content, refresh=False, timeout=timeout)
+        if answer.status_code == 401:
+            answer = self._post(fields, filename, content_type, content, refresh=True, timeout=timeout)
+        return dataclasses.replace(answer, elapsed_seconds=time.monotonic() - started)
+
+    def _post(
+        self,
+        fields: UploadFields,
+        filename: str,
+        content_type: str,
+        content: bytes,
+        *,
+        refresh: bool,
+        timeout: float | None,
+    ) -> CobaltAnswer:
+        try:
+            credentials = self._credentials(refresh)
+            headers = {name: str(credentials[name]) for name in ("client_id", "client_secret", "access_token")}
+        except Exception as exc:  # nothing was sent: the credentials could not be read
+            return CobaltAnswer(Verdict.RETRY, f"Could not read the Cobalt credentials ({type(exc).__name__})")
+        read_timeout = self.timeout[1] if timeout is None else max(0.1, min(self.timeout[1], timeout))
+        try:
+            response = self._session.post(
+                self._url,
+                headers=headers,
+                data=fields.form(),
+                files={"document": (filename, content, content_type)},
+                timeout=(self.timeout[0], read_timeout),
+            )
+        except requests.exceptions.RequestException as exc:
+            return classify_exception(exc)
+        with response:
+            return classify_response(response.status_code, _json(response), response.headers, self._policy)

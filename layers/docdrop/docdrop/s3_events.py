@@ -1,0 +1,88 @@
+"""S3 event notifications, as they arrive in the bodies of SQS messages: which object versions to look at.
+
+One message may hold several records. `s3:TestEvent` (sent when a notification is configured) and anything that is not
+a creation or a tagging of an object are skipped. Keys arrive URL-encoded (`+` for a space), so they are decoded with
+`unquote_plus`. The object version is the event's `versionId`; an unversioned bucket has none, and its `sequencer`
+names the write instead. Some emulators send neither: the version is then resolved when the object is read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+from urllib.parse import unquote_plus
+
+RESUMING_EVENTS = ("ObjectCreated:", "ObjectTagging:Put")
+
+
+class UnreadableMessage(ValueError):
+    """The message is not an S3 notification this function can act on (it goes back to the queue, then its DLQ)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectEvent:
+    """One S3 record: an object version was created, or its tags were set."""
+
+    event_name: str
+    bucket: str
+    key: str
+    version_id: str | None  # S3's own version id, when the bucket is versioned
+    sequencer: str | None
+    size: int | None  # absent from tagging events
+    event_time: str | None = None
+
+    @property
+    def identity(self) -> str | None:
+        """The version as the ledger names it, when the event says: the version id, else the write's sequencer."""
+        if self.version_id and self.version_id != "null":
+            return self.version_id
+        if self.sequencer:
+            return f"seq:{self.sequencer}"
+        return None
+
+    @property
+    def is_folder_placeholder(self) -> bool:
+        """A zero-byte key ending in `/`: what consoles create for a folder, not a document."""
+        return self.key.endswith("/") and not self.size
+
+
+def parse_s3_notifications(body: str) -> list[ObjectEvent]:
+    """The object events in one SQS message body; [] for test events and events DocDrop does not act on."""
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise UnreadableMessage("message body is not JSON") from exc
+    if not isinstance(document, dict):
+        raise UnreadableMessage("message body is not a JSON object")
+    if document.get("Event") == "s3:TestEvent":
+        return []
+    records = document.get("Records")
+    if not isinstance(records, list):
+        raise UnreadableMessage("message body has no Records list")
+    return [event for event in (_object_event(r) for r in records) if event is not None]
+
+
+def _object_event(record: Any) -> ObjectEvent | None:
+    if not isinstance(record, dict):
+        raise UnreadableMessage("a record is not a JSON object")
+    name = str(record.get("eventName") or "")
+    name = name.removeprefix("s3:")
+    if record.get("eventSource") not in (None, "aws:s3") or not name.startswith(RESUMING_EVENTS):
+        return None  # deletions, delete markers, ACLs, restores...: nothing to send
+    s3 = record.get("s3")
+    if not isinstance(s3, dict) or not isinstance(s3.get("bucket"), dict) or not isinstance(s3.get("object"), dict):
+        raise UnreadableMessage("an S3 record has no bucket or object")
+    bucket, obj = s3["bucket"], s3["object"]
+    if not isinstance(bucket.get("name"), str) or not isinstance(obj.get("key"), str) or not obj["key"]:
+        raise UnreadableMessage("an S3 record has no bucket name or object key")
+    size = obj.get("size")
+    return ObjectEvent(
+        event_name=name,
+        bucket=bucket["name"],
+        key=unquote_plus(obj["key"]),
+        version_id=str(obj["versionId"]) if obj.get("versionId") else None,
+        sequencer=str(obj["sequencer"]) if obj.get("sequencer") else None,
+        size=size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None,
+        event_time=record.get("eventTime") if isinstance(record.get("eventTime"), str) else None,
+    )

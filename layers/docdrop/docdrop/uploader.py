@@ -1,0 +1,390 @@
+"""The upload path: one S3 object version → validated → claimed → sent to Cobalt at most once → its state recorded.
+
+Promises kept here: 1 (claim before the POST; a duplicate, a redelivery or a racing invocation finds the claim and
+stops; an ambiguous POST becomes NEEDS_REVIEW), 2 (every version read ends in a state with a reason, or its message
+returns to the queue), 5 (logs name the object id, never key, MRN or notes), 6 (answers classified by `docdrop.cobalt`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import posixpath
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from botocore.exceptions import ClientError
+
+from docdrop.cobalt import CobaltAnswer, CobaltClient, Verdict, backoff_seconds
+from docdrop.contract import Accepted, Refused, UploadFields, read_contract
+from docdrop.filetype import EXTENSIONS, MAX_DOCUMENT_BYTES, sniff_content_type
+from docdrop.ledger import CLAIMABLE, DocumentLedger, LedgerError, ObjectRef, Status
+from docdrop.observability import MetricName
+from docdrop.s3_events import ObjectEvent, parse_s3_notifications
+
+# A claim outlives the invocation that holds it by this much; past it, the holder is known dead (see mark_interrupted).
+LEASE_MARGIN_SECONDS = 30.0
+# Time kept back at the end of an invocation to record what happened after the last answer from Cobalt.
+RECORD_MARGIN_SECONDS = 5.0
+_MISSING = frozenset({"NoSuchKey", "NoSuchVersion", "404", "NotFound"})
+
+Metric = tuple[MetricName, str, float]
+
+
+class RetryLater(Exception):
+    """The message must come back (SQS redelivers it after its visibility timeout). Never carries PHI."""
+
+
+class MetricSink(Protocol):
+    def add_metric(self, name: str, unit: str, value: float) -> None: ...
+
+
+class Deadline:
+    """The time an invocation has left, from Lambda's context."""
+
+    def __init__(self, remaining_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._end = clock() + remaining_seconds
+
+    @classmethod
+    def from_context(cls, context: Any, default_seconds: float = 60.0) -> Deadline:
+        remaining = getattr(context, "get_remaining_time_in_millis", None)
+        return cls(remaining() / 1000 if callable(remaining) else default_seconds)
+
+    def remaining(self) -> float:
+        return max(0.0, self._end - self._clock())
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectResult:
+    """What processing one object event came to: the state it left the version in, and what to count."""
+
+    object_id: str | None
+    status: Status | None  # None: nothing to do (a folder placeholder, a key outside the prefix)
+    retry_later: bool = False
+    duplicate: bool = False
+    metrics: tuple[Metric, ...] = ()
+
+
+@dataclasses.dataclass
+class _OpenedObject:
+    ref: ObjectRef
+    tags: dict[str, str]
+    metadata: dict[str, str]
+    content_length: int
+    body: Any
+
+
+class ObjectGone(Exception):
+    """The object version no longer exists (deleted between the event and the read)."""
+
+
+def _count(name: MetricName, value: float = 1) -> Metric:
+    return (name, "Count", value)
+
+
+def _mb(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MB"
+
+
+class DocumentUploader:
+    """Sends object versions to Cobalt. Collaborators are passed in, so tests can hand in local servers or fakes."""
+
+    def __init__(
+        self,
+        ledger: DocumentLedger,
+        s3: Any,
+        cobalt: CobaltClient,
+        *,
+        logger: logging.Logger | Any,
+        watched_prefix: str = "",
+        max_attempts: int = 4,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._ledger = ledger
+        self._s3 = s3
+        self._cobalt = cobalt
+        self.logger = logger
+        self._prefix = watched_prefix
+        self._max_attempts = max_attempts
+        self._sleep = sleep
+
+    # ----- one object event ---------------------------------------------------------------------------------------
+    def process(self, event: ObjectEvent, deadline: Deadline) -> ObjectResult:
+        received = _count(MetricName.OBJECTS_RECEIVED)
+        if event.is_folder_placeholder or not event.key.startswith(self._prefix):
+            self.logger.info("not a document under the watched prefix; skipped", extra={"event": event.event_name})
+            return ObjectResult(None, None)
+        ref = ObjectRef(event.bucket, event.key, event.identity) if event.identity else None
+        if ref is not None:
+            settled = self._settled(ref, self._ledger.get_object(ref))
+            if settled is not None:
+                return settled
+            if event.size is not None and event.size > MAX_DOCUMENT_BYTES:
+                return self._refuse(ref, self._too_big(event.size), received)
+        try:
+            opened = self._open(event)
+        except ObjectGone:
+            if ref is None:  # nothing exists and the event does not say which version: nothing to record
+                self.logger.warning("object gone before it could be read; nothing to record")
+                return ObjectResult(None, None, metrics=(received,))
+            return self._refuse(ref, "The object version was deleted before DocDrop could read it", received)
+        with _closing(opened.body):
+            ref = opened.ref
+            if event.identity is None:  # the version was only learnt now: look for an earlier event's work
+                settled = self._settled(ref, self._ledger.get_object(ref))
+                if settled is not None:
+                    return settled
+            if opened.content_length > MAX_DOCUMENT_BYTES:
+                return self._refuse(ref, self._too_big(opened.content_length), received)
+            decision = read_contract(opened.tags, opened.metadata)
+            if isinstance(decision, Refused):
+                return self._refuse(ref, decision.reason, received)
+            if not isinstance(decision, Accepted):
+                return self._wait_for_tags(ref, decision.reason, received)
+            content: bytes = opened.body.read(MAX_DOCUMENT_BYTES + 1)
+        problem = self._content_problem(content)
+        if problem is not None:
+            return self._refuse(ref, problem, received)
+        content_type = sniff_content_type(content[:1024]) or "application/octet-stream"  # known: checked above
+        if deadline.remaining() < self._cobalt.timeout[0] + RECORD_MARGIN_SECONDS + 2:
+            raise RetryLater(f"object {ref.object_id}: too little time left in this invocation to upload")
+        claim = self._ledger.claim(
+            ref,
+            lease_seconds=deadline.remaining() + LEASE_MARGIN_SECONDS,
+            details={"content_type": content_type, "size": len(content)},
+        )
+        if not claim.won:
+            settled = self._settled(ref, claim.current)
+            if settled is None:  # claimable again already (a racing writer gave up): let the redelivery try
+                raise RetryLater(f"object {ref.object_id}: claim lost to a concurrent writer")
+            return settled
+        filename = posixpath.basename(ref.key) or "document" + EXTENSIONS[content_type]
+        return self._send(ref, claim.token, decision.fields, filename, content_type, content, deadline, received)
+
+    # ----- reading ------------------------------------------------------------------------------------------------
+    def _open(self, event: ObjectEvent) -> _OpenedObject:
+        """Tags and metadata of the event's version, and its body as a stream (read only if the object is accepted).
+
+        Two S3 calls. Without a version in the event, GetObject comes first and names the version it returned.
+        """
+        version = event.version_id if event.version_id and event.version_id != "null" else None
+        try:
+            if version is not None:
+                tagging = self._s3.get_object_tagging(Bucket=event.bucket, Key=event.key, VersionId=version)
+                got = self._s3.get_object(Bucket=event.bucket, Key=event.key, VersionId=version)
+            else:
+                got = self._s3.get_object(Bucket=event.bucket, Key=event.key)
+                version = got.get("VersionId") if got.get("VersionId") not in (None, "null") else None
+                kwargs = {"VersionId": version} if version else {}
+                tagging = self._s3.get_object_tagging(Bucket=event.bucket, Key=event.key, **kwargs)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _MISSING:
+                raise ObjectGone from None
+            raise
+        identity = event.identity or version or f"etag:{str(got.get('ETag', '')).strip(chr(34))}"
+        return _OpenedObject(
+            ref=ObjectRef(event.bucket, event.key, identity),
+            tags={t["Key"]: t["Value"] for t in tagging.get("TagSet", [])},
+            metadata=dict(got.get("Metadata") or {}),
+            content_length=int(got.get("ContentLength") or 0),
+            body=got["Body"],
+        )
+
+    @staticmethod
+    def _too_big(size: int) -> str:
+        return f"File is {_mb(size)}; Cobalt accepts at most {_mb(MAX_DOCUMENT_BYTES)}"
+
+    def _content_problem(self, content: bytes) -> str | None:
+        if not content:
+            return "File is empty"
+        if len(content) > MAX_DOCUMENT_BYTES:
+            return self._too_big(len(content))
+        if sniff_content_type(content[:1024]) is None:
+            return "File is not a PDF, JPEG or PNG (judged by its content, not its name)"
+        return None
+
+    # ----- states before a claim ----------------------------------------------------------------------------------
+    def _settled(self, ref: ObjectRef, current: dict[str, Any] | None) -> ObjectResult | None:
+        """What an existing ledger item means for this event: None to go on, else the result (duplicate, review...)."""
+        if current is None or current.get("status") in CLAIMABLE:
+            return None
+        status = Status(current["status"])
+        if status is Status.RECEIVED:
+            if str(current.get("lease_until", "")) >= datetime.now(UTC).isoformat(timespec="microseconds"):
+                raise RetryLater(f"object {ref.object_id}: another invocation holds its claim")
+            reason = "The upload was interrupted after its claim: it may or may not be in the EMR; check, then resolve"
+            if not self._ledger.mark_interrupted(ref, reason):
+                raise RetryLater(f"object {ref.object_id}: its state changed while it was read")
+            self.logger.warning("interrupted upload marked for review", extra={"object_id": ref.object_id})
+            review = _count(MetricName.DOCUMENTS_NEEDS_REVIEW)
+            return ObjectResult(ref.object_id, Status.NEEDS_REVIEW, metrics=(review,))
+        self.logger.info(
+            "duplicate event: the object version was handled already",
+            extra={"object_id": ref.object_id, "status": status.value},
+        )
+        return ObjectResult(ref.object_id, status, duplicate=True, metrics=(_count(MetricName.DUPLICATE_EVENTS),))
+
+    def _refuse(self, ref: ObjectRef, reason: str, received: Metric) -> ObjectResult:
+        if not self._ledger.record_unclaimed_state(ref, Status.REJECTED, reason):
+            return self._settled(ref, self._ledger.get_object(ref)) or ObjectResult(ref.object_id, None, duplicate=True)
+        self.logger.info("rejected before sending", extra={"object_id": ref.object_id})
+        return ObjectResult(ref.object_id, Status.REJECTED, metrics=(received, _count(MetricName.DOCUMENTS_REJECTED)))
+
+    def _wait_for_tags(self, ref: ObjectRef, reason: str, received: Metric) -> ObjectResult:
+        if not self._ledger.record_unclaimed_state(ref, Status.WAITING_FOR_TAGS, reason):
+            return self._settled(ref, self._ledger.get_object(ref)) or ObjectResult(ref.object_id, None, duplicate=True)
+        self.logger.info("waiting for tags", extra={"object_id": ref.object_id})
+        return ObjectResult(
+            ref.object_id, Status.WAITING_FOR_TAGS, metrics=(received, _count(MetricName.DOCUMENTS_WAITING_FOR_TAGS))
+        )
+
+    # ----- the upload ---------------------------------------------------------------------------------------------
+    def _send(
+        self,
+        ref: ObjectRef,
+        token: str,
+        fields: UploadFields,
+        filename: str,
+        content_type: str,
+        content: bytes,
+        deadline: Deadline,
+        received: Metric,
+    ) -> ObjectResult:
+        metrics: list[Metric] = [received]
+        attempt = 0
+        while True:
+            # The read timeout never outlasts the invocation: an answer that cannot come in time is recorded by us.
+            budget = deadline.remaining() - RECORD_MARGIN_SECONDS - self._cobalt.timeout[0]
+            answer = self._cobalt.upload_document(fields, filename, content_type, content, timeout=budget)
+            metrics.append((MetricName.COBALT_LATENCY, "Milliseconds", round(answer.elapsed_seconds * 1000, 1)))
+            self.logger.info(
+                "cobalt answered",
+                extra={
+                    "object_id": ref.object_id,
+                    "verdict": answer.verdict.value,
+                    "http_status": answer.status_code,
+                    "error_code": answer.error_code,
+                    "attempt": attempt + 1,
+                    "elapsed_ms": round(answer.elapsed_seconds * 1000, 1),
+                },
+            )
+            if answer.verdict is not Verdict.RETRY:
+                break
+            delay = backoff_seconds(attempt, answer.retry_after_seconds)
+            attempt += 1
+            metrics.append(_count(MetricName.DOCUMENTS_RETRIED))
+            needed = delay + self._cobalt.timeout[0] + RECORD_MARGIN_SECONDS + 2
+            if attempt >= self._max_attempts or deadline.remaining() < needed:
+                self._record(ref, token, Status.PENDING_RETRY, answer.reason + "; SQS will deliver it again")
+                return ObjectResult(ref.object_id, Status.PENDING_RETRY, retry_later=True, metrics=tuple(metrics))
+            self._sleep(delay)
+        return self._settle_answer(ref, token, answer, metrics)
+
+    def _settle_answer(self, ref: ObjectRef, token: str, answer: CobaltAnswer, metrics: list[Metric]) -> ObjectResult:
+        if answer.verdict is Verdict.ACCEPTED and answer.document_id is not None:
+            self._record_submission(ref, token, answer.document_id, answer.job_id)
+            metrics.append(_count(MetricName.DOCUMENTS_SUBMITTED))
+            return ObjectResult(ref.object_id, Status.SUBMITTED, metrics=tuple(metrics))
+        status, metric = {
+            Verdict.FAILED: (Status.FAILED, MetricName.DOCUMENTS_FAILED),
+            Verdict.BLOCKED: (Status.BLOCKED, MetricName.DOCUMENTS_BLOCKED),
+            Verdict.AMBIGUOUS: (Status.NEEDS_REVIEW, MetricName.DOCUMENTS_NEEDS_REVIEW),
+            Verdict.ACCEPTED: (Status.NEEDS_REVIEW, MetricName.DOCUMENTS_NEEDS_REVIEW),  # only without a document id
+        }[answer.verdict]
+        extra = {"cobalt_status": answer.status_code, "cobalt_error": answer.error_code}
+        self._record(ref, token, status, answer.reason, **extra)
+        metrics.append(_count(metric))
+        return ObjectResult(ref.object_id, status, metrics=tuple(metrics))
+
+    def _record(self, ref: ObjectRef, token: str, status: Status, reason: str, **attrs: Any) -> None:
+        try:
+            written = self._ledger.record_claimed_state(ref, token, status, reason, **attrs)
+        except (LedgerError, ClientError) as exc:
+            # The claim stays RECEIVED; when its lease runs out the redelivered message marks it for review.
+            raise RetryLater(f"object {ref.object_id}: could not record {status.value}") from exc
+        if not written:
+            self.logger.error("claim token no longer matches", extra={"object_id": ref.object_id})
+
+    def _record_submission(self, ref: ObjectRef, token: str, document_id: str, job_id: str | None) -> None:
+        """A document id Cobalt returned must reach the ledger: a few tries, then the lease and a review take over."""
+        for attempt in range(3):
+            try:
+                self._ledger.record_submission(ref, token, document_id, job_id)
+                return
+            except (LedgerError, ClientError):
+                if attempt == 2:
+                    # The document id is Cobalt's, not PHI: logged so an operator can join it by hand.
+                    self.logger.error(
+                        "accepted by Cobalt but not recorded",
+                        extra={"object_id": ref.object_id, "document_id": document_id},
+                    )
+                    raise RetryLater(f"object {ref.object_id}: submission not recorded") from None
+                self._sleep(0.2 * 2**attempt)
+
+
+@contextmanager
+def _closing(body: Any) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        close = getattr(body, "close", None)
+        if callable(close):
+            close()
+
+
+# ----- a batch of SQS messages ----------------------------------------------------------------------------------------
+def upload_sqs_batch(
+    event: dict[str, Any], context: Any, *, uploader: DocumentUploader, metrics: MetricSink, executor: Executor
+) -> dict[str, Any]:
+    """Process one SQS batch: objects in parallel (bounded by `executor`), partial failures reported to SQS.
+
+    Powertools' AsyncBatchProcessor builds the partial-batch response; the blocking work runs on `executor`'s threads.
+    """
+    from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor, EventType, async_process_partial_response
+
+    deadline = Deadline.from_context(context)
+    # One task per object version in this batch: S3 may send the same event twice and SQS may batch both.
+    tasks: dict[tuple[str, str, str | None], asyncio.Future[ObjectResult]] = {}
+
+    def settle(task: asyncio.Future[ObjectResult]) -> None:
+        """Count what one object came to, once, however many messages carried it."""
+        if task.cancelled():
+            return
+        outcome = task.exception()
+        if outcome is None:
+            for name, unit, value in task.result().metrics:
+                metrics.add_metric(name, unit, value)
+        elif not isinstance(outcome, RetryLater):
+            # Type and error code only: exception texts can quote keys.
+            code = outcome.response.get("Error", {}).get("Code") if isinstance(outcome, ClientError) else None
+            uploader.logger.error(
+                "object event failed; its message returns to the queue",
+                extra={"error": type(outcome).__name__, "error_code": code},
+            )
+
+    def start(event: ObjectEvent) -> asyncio.Future[ObjectResult]:
+        key = (event.bucket, event.key, event.identity)
+        if key not in tasks:
+            task = asyncio.get_running_loop().run_in_executor(executor, uploader.process, event, deadline)
+            task.add_done_callback(settle)
+            tasks[key] = task
+        return tasks[key]
+
+    async def record_handler(record: Any) -> int:
+        events = parse_s3_notifications(record.body)
+        outcomes = await asyncio.gather(*(start(e) for e in events), return_exceptions=True)
+        if any(not isinstance(o, ObjectResult) or o.retry_later for o in outcomes):
+            raise RetryLater("at least one object in this message must be tried again")
+        return len(events)
+
+    processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    result: dict[str, Any] = dict(
+        async_process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    )
+    return result

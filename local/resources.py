@@ -1,0 +1,113 @@
+"""Local AWS resources made from template.yaml's own definitions: the inbox bucket, the ingest queue and its DLQ,
+the ledger table, and the uploader's event source settings. Local and cloud cannot drift: change the template, and
+the local stack and the tests follow."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from local.template import load_template, resource, table_create_args, time_to_live_attribute
+
+
+@dataclasses.dataclass(frozen=True)
+class EventSourceSettings:
+    """The uploader's SQS event source mapping and function timeout, as the template declares them."""
+
+    batch_size: int
+    batching_window_seconds: float
+    function_timeout_seconds: float
+    report_batch_item_failures: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestQueues:
+    queue_url: str
+    queue_arn: str
+    dlq_url: str
+    dlq_arn: str
+    visibility_timeout_seconds: int
+    max_receive_count: int
+
+
+def uploader_event_source(template: dict[str, Any] | None = None) -> EventSourceSettings:
+    template = template or load_template()
+    function = resource(template, "UploaderFunction")["Properties"]
+    ingest = function["Events"]["Ingest"]["Properties"]
+    timeout = function.get("Timeout") or template.get("Globals", {}).get("Function", {}).get("Timeout", 3)
+    return EventSourceSettings(
+        batch_size=int(ingest.get("BatchSize", 10)),
+        batching_window_seconds=float(ingest.get("MaximumBatchingWindowInSeconds", 0)),
+        function_timeout_seconds=float(timeout),
+        report_batch_item_failures="ReportBatchItemFailures" in (ingest.get("FunctionResponseTypes") or []),
+    )
+
+
+def _queue_attributes(props: dict[str, Any]) -> dict[str, str]:
+    """SQS attributes from an AWS::SQS::Queue's properties (KMS settings are account features left out locally)."""
+    names = ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "ReceiveMessageWaitTimeSeconds")
+    return {name: str(props[name]) for name in names if name in props}
+
+
+def create_ingest_queues(sqs: Any, name_prefix: str, template: dict[str, Any] | None = None) -> IngestQueues:
+    """IngestQueue and IngestDeadLetterQueue with the template's attributes and redrive policy."""
+    import json
+
+    template = template or load_template()
+    dlq_props = resource(template, "IngestDeadLetterQueue")["Properties"]
+    dlq_url = sqs.create_queue(QueueName=f"{name_prefix}-ingest-dlq", Attributes=_queue_attributes(dlq_props))[
+        "QueueUrl"
+    ]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    props = resource(template, "IngestQueue")["Properties"]
+    attributes = _queue_attributes(props)
+    redrive = props.get("RedrivePolicy") or {}
+    max_receive = int(redrive.get("maxReceiveCount", 0))
+    if redrive:
+        attributes["RedrivePolicy"] = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive})
+    queue_url = sqs.create_queue(QueueName=f"{name_prefix}-ingest", Attributes=attributes)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return IngestQueues(
+        queue_url=queue_url,
+        queue_arn=queue_arn,
+        dlq_url=dlq_url,
+        dlq_arn=dlq_arn,
+        visibility_timeout_seconds=int(props.get("VisibilityTimeout", 30)),
+        max_receive_count=max_receive,
+    )
+
+
+def create_inbox_bucket(
+    s3: Any, bucket: str, prefix: str, queue_arn: str, template: dict[str, Any] | None = None
+) -> None:
+    """InboxBucket: versioning and its queue notifications (events and key filters) as the template declares them."""
+    template = template or load_template()
+    props = resource(template, "InboxBucket")["Properties"]
+    s3.create_bucket(Bucket=bucket)
+    versioning = (props.get("VersioningConfiguration") or {}).get("Status")
+    if versioning:
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": versioning})
+    configurations = []
+    for entry in (props.get("NotificationConfiguration") or {}).get("QueueConfigurations", []):
+        rules = [
+            {"Name": rule["Name"], "Value": prefix if isinstance(rule["Value"], dict) else rule["Value"]}
+            for rule in entry.get("Filter", {}).get("S3Key", {}).get("Rules", [])
+        ]
+        configuration: dict[str, Any] = {"QueueArn": queue_arn, "Events": [entry["Event"]]}
+        if rules:
+            configuration["Filter"] = {"Key": {"FilterRules": rules}}
+        configurations.append(configuration)
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket, NotificationConfiguration={"QueueConfigurations": configurations}
+    )
+
+
+def create_ledger_table(dynamodb: Any, name: str, template: dict[str, Any] | None = None) -> str:
+    """LedgerTable with its keys, indexes and time-to-live attribute."""
+    template = template or load_template()
+    dynamodb.create_table(**table_create_args(template, "LedgerTable", name))
+    dynamodb.get_waiter("table_exists").wait(TableName=name)
+    ttl = time_to_live_attribute(template, "LedgerTable")
+    if ttl:
+        dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl})
+    return name
