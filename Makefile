@@ -10,7 +10,7 @@ IAC_VENV := .venv-iac
 IAC_STAMP := $(IAC_VENV)/.installed
 SAM := SAM_CLI_TELEMETRY=0 $(IAC_VENV)/bin/sam
 
-.PHONY: test lint iac build bench sandbox clean
+.PHONY: demo test lint iac build bench sandbox clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ $(IAC_STAMP): requirements-iac.txt
 	$(IAC_VENV)/bin/pip install --quiet --upgrade pip
 	$(IAC_VENV)/bin/pip install --quiet -r requirements-iac.txt
 	touch $@
+
+## demo: the whole pipeline locally (moto, DynamoDB Local, Cobalt sandbox, both functions), samples in, outcomes out
+##       ARGS="--keep-running" stays up for docdrop status; ARGS="--cobalt-url URL" uses another Cobalt-compatible server
+demo: $(STAMP)
+	$(BIN)/python -m local.demo $(ARGS)
 
 ## test: lint, template checks and build, then every test (the command CI runs)
 test: lint iac build
@@ -47,6 +52,7 @@ lint: $(STAMP)
 ## bench: print speed and cost figures (never asserted: compare ratios within one run)
 bench: $(STAMP) build
 	$(BIN)/python -m bench.webhook_bench
+	$(BIN)/python -m bench.upload_bench
 
 ## sandbox: the Cobalt sandbox in the foreground on 127.0.0.1:$(PORT) (PORT=0 picks a free port)
 sandbox: $(STAMP)

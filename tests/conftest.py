@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
+from local.cobalt_sandbox import CobaltSandbox
 from local.dynamodb_local import free_port, running_dynamodb_local
 from tests.support.aws import create_ledger_table, dynamodb_client, use_local_credentials
+from tests.support.cobalt import running_sandbox
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -36,6 +38,13 @@ def ddb(dynamodb_endpoint: str) -> Any:
 @pytest.fixture
 def ledger_table(ddb: Any) -> str:
     return create_ledger_table(ddb)
+
+
+@pytest.fixture
+def sandbox() -> Iterator[CobaltSandbox]:
+    """A fresh Cobalt sandbox on 127.0.0.1 whose outcomes come after 50 ms."""
+    with running_sandbox() as box:
+        yield box
 
 
 @pytest.fixture(scope="session")

@@ -1,28 +1,13 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 import requests
 
-from local.cobalt_sandbox import CobaltSandbox, FaultSettings, SandboxConfig
+from local.cobalt_sandbox import CobaltSandbox
 
 AUTH = {"client_id": "ci_test_docdrop", "client_secret": "cs_test_docdrop", "access_token": "at_test_clinic_main"}
 PDF = b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\n%%EOF\n"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 32
-
-
-@pytest.fixture
-def sandbox() -> Iterator[CobaltSandbox]:
-    config = SandboxConfig.load()
-    config.processing_delay_seconds = 0.05
-    box = CobaltSandbox(config, FaultSettings())
-    box.serve(0)
-    try:
-        yield box
-    finally:
-        box.stop()
 
 
 def upload(

@@ -15,7 +15,7 @@ import boto3
 import pytest
 from docdrop.ledger import DocumentLedger, DocumentView, ObjectRef
 
-from local.cobalt_sandbox import CobaltSandbox, FaultSettings, SandboxConfig
+from local.cobalt_sandbox import CobaltSandbox, FaultSettings
 from local.event_source import BatchReport, SqsEventSource, lambda_sqs_record
 from local.lambda_runtime import LocalLambdaContext, load_handler_module
 from local.resources import IngestQueues, create_inbox_bucket, create_ingest_queues, uploader_event_source
@@ -120,18 +120,6 @@ class UploaderStack:
 
 def tags(mrn: str = MRN, folder: str = "MedicalRecords", **extra: str) -> dict[str, str]:
     return {"patient_mrn": mrn, "folder_name": folder, **extra}
-
-
-@pytest.fixture
-def sandbox() -> Iterator[CobaltSandbox]:
-    config = SandboxConfig.load()
-    config.processing_delay_seconds = 0.05
-    box = CobaltSandbox(config, FaultSettings())
-    box.serve(0)
-    try:
-        yield box
-    finally:
-        box.stop()
 
 
 @pytest.fixture

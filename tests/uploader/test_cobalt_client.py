@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from email.utils import formatdate
 from typing import Any
 
@@ -13,7 +13,7 @@ from docdrop.cobalt import CobaltClient, Verdict, backoff_seconds, classify_exce
 from docdrop.contract import UploadFields
 from urllib3.exceptions import NewConnectionError, ProtocolError
 
-from local.cobalt_sandbox import CobaltSandbox, FaultSettings, SandboxConfig
+from local.cobalt_sandbox import CobaltSandbox
 from local.dynamodb_local import free_port
 from local.samples import pdf_bytes
 
@@ -95,18 +95,6 @@ def test_only_a_connection_never_made_is_safe_to_retry(exc: Exception, verdict: 
 
 
 # ----- against the sandbox -------------------------------------------------------------------------------------------
-@pytest.fixture
-def sandbox() -> Iterator[CobaltSandbox]:
-    config = SandboxConfig.load()
-    config.processing_delay_seconds = 0.05
-    box = CobaltSandbox(config, FaultSettings())
-    box.serve(0)
-    try:
-        yield box
-    finally:
-        box.stop()
-
-
 class Credentials:
     """Hands out stale credentials until refreshed, counting the reads."""
 

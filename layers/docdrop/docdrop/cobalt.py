@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
@@ -182,6 +183,25 @@ def backoff_seconds(attempt: int, retry_after: float | None, base: float = 0.5, 
     return max(jittered, retry_after or 0.0)
 
 
+@dataclasses.dataclass(frozen=True)
+class WebhookRegistration:
+    webhook_id: str | None
+    secret: str
+
+
+def webhook_secret_from(answer: Mapping[str, Any]) -> str | None:
+    """The signing secret in a POST /v1/webhook answer, under any of the names Cobalt's docs have used."""
+    nested = answer.get("webhook")
+    for value in (
+        answer.get("webhook_secret_key"),
+        answer.get("webhook_secret"),
+        nested.get("secret") if isinstance(nested, Mapping) else None,
+    ):
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
 Credentials = Callable[[bool], Mapping[str, Any]]
 
 
@@ -199,8 +219,10 @@ class CobaltClient:
         session: requests.Session | None = None,
         pool_size: int = 10,
     ) -> None:
-        self._url = base_url.rstrip("/") + "/documents"
+        self._base = base_url.rstrip("/")
+        self._url = self._base + "/documents"
         self._credentials = credentials
+        self._credentials_lock = threading.Lock()
         self.timeout = (connect_timeout, read_timeout)
         self._policy = server_error_policy
         self._session = session or requests.Session()
@@ -213,6 +235,31 @@ class CobaltClient:
     @property
     def worst_case_seconds(self) -> float:
         return self.timeout[0] + self.timeout[1]
+
+    def _headers(self, refresh: bool) -> dict[str, str]:
+        with self._credentials_lock:  # a cold batch's threads would otherwise all read the secret at once
+            credentials = self._credentials(refresh)
+        return {name: str(credentials[name]) for name in ("client_id", "client_secret", "access_token")}
+
+    def register_webhook(self, webhook_url: str) -> WebhookRegistration:
+        """POST /v1/webhook: register `webhook_url`; the answer holds the signing secret (set-up, not the data path)."""
+        response = self._session.post(
+            self._base + "/webhook",
+            headers=self._headers(False),
+            json={"webhook_url": webhook_url},
+            timeout=self.timeout,
+        )
+        with response:
+            body = _json(response)
+        secret = webhook_secret_from(body)
+        if response.status_code != 200 or secret is None:
+            message = _text(body.get("message")) or "no message"
+            raise RuntimeError(f"Cobalt refused the webhook registration (HTTP {response.status_code}): {message}")
+        nested = body.get("webhook")
+        webhook_id = (
+            body.get("webhook_id") or body.get("id") or (nested.get("id") if isinstance(nested, dict) else None)
+        )
+        return WebhookRegistration(str(webhook_id) if webhook_id else None, secret)
 
     def upload_document(
         self, fields: UploadFields, filename: str, content_type: str, content: bytes, timeout: float | None = None
@@ -235,8 +282,7 @@ class CobaltClient:
         timeout: float | None,
     ) -> CobaltAnswer:
         try:
-            credentials = self._credentials(refresh)
-            headers = {name: str(credentials[name]) for name in ("client_id", "client_secret", "access_token")}
+            headers = self._headers(refresh)
         except Exception as exc:  # nothing was sent: the credentials could not be read
             return CobaltAnswer(Verdict.RETRY, f"Could not read the Cobalt credentials ({type(exc).__name__})")
         read_timeout = self.timeout[1] if timeout is None else max(0.1, min(self.timeout[1], timeout))

@@ -447,9 +447,9 @@ class DocumentLedger:
         return _view(obj, document)
 
     def list_by_status(
-        self, status: Status, older_than: timedelta | None = None, limit: int = 100
+        self, status: Status, older_than: timedelta | None = None, limit: int = 100, newest_first: bool = False
     ) -> list[DocumentView]:
-        """Object versions (or, for UPLOADED and FAILED, Cobalt documents) in a status, oldest first."""
+        """Object versions (or, for UPLOADED and FAILED, Cobalt documents) in a status, oldest first by default."""
         outcome = status in (Status.UPLOADED, Status.FAILED)
         index, hash_attr, range_attr = (
             ("by_outcome", "outcome", "outcome_at") if outcome else ("by_status", "status", "status_at")
@@ -460,9 +460,8 @@ class DocumentLedger:
             condition += " AND #r <= :cutoff"
             values[":cutoff"] = (datetime.now(UTC) - older_than).isoformat(timespec="microseconds")
         views: list[DocumentView] = []
-        for item in self._query(
-            index, condition, {"#h": hash_attr, **({"#r": range_attr} if older_than else {})}, values
-        ):
+        names = {"#h": hash_attr, **({"#r": range_attr} if older_than else {})}
+        for item in self._query(index, condition, names, values, forward=not newest_first):
             if outcome:
                 view = self.lookup_document(item["document_id"])
             else:
@@ -475,10 +474,11 @@ class DocumentLedger:
         return views
 
     def _query(
-        self, index: str, condition: str, names: Mapping[str, str], values: Mapping[str, Any]
+        self, index: str, condition: str, names: Mapping[str, str], values: Mapping[str, Any], forward: bool = True
     ) -> Iterator[dict[str, Any]]:
         kwargs: dict[str, Any] = {
             "TableName": self._table,
+            "ScanIndexForward": forward,
             "IndexName": index,
             "KeyConditionExpression": condition,
             "ExpressionAttributeNames": dict(names),

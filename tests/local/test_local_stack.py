@@ -1,0 +1,169 @@
+"""The local stack and the README's run command, end to end: `python -m local.demo` as a user runs it."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import boto3
+import pytest
+
+from local import cli
+from local.cobalt_sandbox import CobaltSandbox
+from local.samples import pdf_bytes
+from local.stack import LocalStack, StackOptions
+from tests.support.cobalt import running_sandbox
+
+REPO = Path(__file__).resolve().parents[2]
+STACK_KEYS = {
+    "aws_endpoint_url",
+    "dynamodb_endpoint_url",
+    "bucket",
+    "prefix",
+    "queue_url",
+    "dlq_url",
+    "table",
+    "webhook_url",
+    "cobalt_base_url",
+    "secrets",
+}
+
+
+def _demo(*args: str, state_dir: Path) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "COBALT_", "LEDGER_", "WEBHOOK_"))}
+    return subprocess.Popen(
+        [sys.executable, "-m", "local.demo", "--state-dir", str(state_dir), *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _listening(url: str) -> bool:
+    parsed = urlparse(url)
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex((parsed.hostname or "127.0.0.1", parsed.port or 80)) == 0
+
+
+def _status(stack_file: Path, *args: str) -> Any:
+    out = io.StringIO()
+    code = cli.main(["status", "--stack-file", str(stack_file), *args], out=out)
+    return code, out.getvalue()
+
+
+def test_the_demo_settles_every_sample_where_it_should_and_exits_zero(tmp_path: Path) -> None:
+    process = _demo(state_dir=tmp_path)
+    output, _ = process.communicate(timeout=400)
+
+    assert process.returncode == 0, output[-3000:]
+    assert "All 8 documents ended where they should" in output
+    table = output[output.index("object ") :]
+    for expected in ("UPLOADED", "FAILED", "REJECTED"):
+        assert expected in table
+    assert "100001" not in table and "****01" in table  # MRNs are masked
+    assert "settled:" in output  # progress was shown while waiting
+    assert not (tmp_path / "local-stack.json").exists()  # stopped cleanly, and said so
+
+
+def test_keep_running_serves_documents_dropped_by_hand_until_interrupted(tmp_path: Path) -> None:
+    process = _demo("--keep-running", "--no-samples", state_dir=tmp_path)
+    stack_file = tmp_path / "local-stack.json"
+    try:
+        deadline = time.monotonic() + 180
+        while not stack_file.exists():
+            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            assert time.monotonic() < deadline, "the stack never wrote local-stack.json"
+            time.sleep(0.5)
+        info = json.loads(stack_file.read_text())
+        assert set(info) >= STACK_KEYS
+        assert set(info["secrets"]) == {"cobalt_credentials", "webhook_signing"}
+
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=info["aws_endpoint_url"],
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        key = info["prefix"] + "by-hand/referral letter.pdf"
+        s3.put_object(
+            Bucket=info["bucket"],
+            Key=key,
+            Body=pdf_bytes("by hand"),
+            Tagging="patient_mrn=100002&folder_name=MedicalRecords%2FReferrals",
+        )
+        rows: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            code, text = _status(stack_file, "--json", "--key", key)
+            rows = json.loads(text) if code == 0 else []
+            if rows and rows[0]["status"] == "UPLOADED":
+                break
+            time.sleep(1)
+        assert rows and rows[0]["status"] == "UPLOADED", rows
+        document_id = rows[0]["document_id"]
+        code, text = _status(stack_file, "--json", "--document-id", document_id)
+        assert code == 0 and json.loads(text)[0]["key"] == key
+        code, text = _status(stack_file, "--status", "UPLOADED")
+        assert code == 0 and "referral letter.pdf" in text and document_id in text
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output[-2000:]
+    assert not stack_file.exists()
+    for url in (info["aws_endpoint_url"], info["dynamodb_endpoint_url"], info["webhook_url"], info["cobalt_base_url"]):
+        assert not _listening(url), f"{url} still listening after the stack stopped"
+
+
+@pytest.fixture
+def other_cobalt() -> Iterator[CobaltSandbox]:
+    """Another Cobalt-compatible server, started apart from the stack (its own port, secret and documents)."""
+    # The nested secret field of another version of Cobalt's docs.
+    with running_sandbox(0.2, webhook_secret_field="webhook.secret") as box:
+        yield box
+
+
+def test_cobalt_url_points_the_stack_at_another_server_and_receives_its_webhooks(
+    tmp_path: Path, other_cobalt: CobaltSandbox, dynamodb_endpoint: str
+) -> None:
+    options = StackOptions(state_dir=tmp_path, cobalt_url=other_cobalt.base_url, batching_window_seconds=0)
+    with LocalStack(options) as stack:
+        info = stack.info
+        assert info is not None and stack.sandbox is None and info.cobalt_base_url == other_cobalt.base_url
+        s3 = boto3.client("s3", endpoint_url=info.aws_endpoint_url, region_name="us-east-1")
+        s3.put_object(
+            Bucket=info.bucket,
+            Key=info.prefix + "elsewhere.pdf",
+            Body=pdf_bytes(),
+            Tagging="patient_mrn=100001&folder_name=MedicalRecords",
+        )
+        deadline = time.monotonic() + 60
+        rows: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            rows = json.loads(_status(tmp_path / "local-stack.json", "--json", "--status", "UPLOADED")[1])
+            if rows:
+                break
+            time.sleep(0.5)
+
+    assert [r["key"] for r in rows] == ["inbox/elsewhere.pdf"]
+    assert [d["filename"] for d in other_cobalt._public_documents()] == ["elsewhere.pdf"]
+    deliveries = other_cobalt.deliveries
+    assert deliveries and all(d["url"] == info.webhook_url for d in deliveries)
+
+
+def test_status_without_any_stack_says_how_to_get_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LEDGER_TABLE", raising=False)
+    with pytest.raises(SystemExit, match="no stack to read"):
+        cli.main(["status", "--stack-file", str(tmp_path / "absent.json")])
