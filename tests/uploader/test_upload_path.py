@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from docdrop.ledger import DocumentLedger, Status
 
+from local.cobalt_sandbox import FaultSettings
 from local.samples import jpeg_bytes, pdf_bytes, png_bytes
 from tests.uploader.conftest import MRN, UploaderStack, tags
 
@@ -310,3 +311,37 @@ def test_no_log_line_or_metric_of_a_run_carries_an_mrn_notes_or_object_key(
     assert len(answered) == 3 and '"DocumentsSubmitted"' in output  # the capture saw the run
     for secret in (mrn, notes, "Jane Roe", quote(name), quote_plus(name), "referral"):
         assert secret not in output
+
+
+def _throttled_once(stack: UploaderStack, monkeypatch: pytest.MonkeyPatch, retry_after: int) -> list[float]:
+    """Cobalt answers the next upload 429 with `Retry-After`; returns the uploader's sleeps, recorded, not slept."""
+    stack.sandbox.set_faults(FaultSettings(script=[{"fault": "http_429"}], retry_after_seconds=retry_after))
+    sleeps: list[float] = []
+    monkeypatch.setattr(stack.module.uploader, "_sleep", sleeps.append)
+    return sleeps
+
+
+def test_retry_after_is_honoured_before_the_next_attempt(
+    uploader_stack: UploaderStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sleeps = _throttled_once(uploader_stack, monkeypatch, retry_after=2)
+    uploader_stack.put("throttled.pdf", pdf_bytes(), tags())
+
+    uploader_stack.drain()
+
+    assert len(sleeps) == 1 and sleeps[0] >= 2
+    assert len(uploader_stack.uploads()) == 1
+
+
+def test_no_retry_is_started_that_the_invocation_could_not_finish(
+    uploader_stack: UploaderStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sleeps = _throttled_once(uploader_stack, monkeypatch, retry_after=30)
+    uploader_stack.put("short.pdf", pdf_bytes(), tags())
+    messages = [m for m in uploader_stack.receive() if "TestEvent" not in m["Body"]]
+
+    result = uploader_stack.invoke(messages, timeout_seconds=15)  # 30 s Retry-After cannot fit in 15 s
+
+    assert sleeps == [] and len(result["batchItemFailures"]) == len(messages)
+    assert uploader_stack.view("short.pdf").status == Status.PENDING_RETRY
+    assert "SQS will deliver it again" in (uploader_stack.view("short.pdf").reason or "")

@@ -25,7 +25,7 @@ from docdrop.contract import Accepted, Refused, UploadFields, read_contract
 from docdrop.filetype import EXTENSIONS, MAX_DOCUMENT_BYTES, sniff_content_type
 from docdrop.ledger import CLAIMABLE, DocumentLedger, LedgerError, ObjectRef, Status
 from docdrop.observability import MetricName
-from docdrop.s3_events import ObjectEvent, parse_s3_notifications
+from docdrop.s3_events import ObjectEvent, UnreadableMessage, parse_s3_notifications
 
 # A claim outlives the invocation that holds it by this much; past it, the holder is known dead (see mark_interrupted).
 LEASE_MARGIN_SECONDS = 30.0
@@ -377,7 +377,11 @@ def upload_sqs_batch(
         return tasks[key]
 
     async def record_handler(record: Any) -> int:
-        events = parse_s3_notifications(record.body)
+        try:
+            events = parse_s3_notifications(record.body)
+        except UnreadableMessage as exc:  # after maxReceiveCount it lands in the DLQ, whose alarm a person sees
+            uploader.logger.warning("message is not an S3 notification", extra={"message_id": record.message_id})
+            raise RetryLater(str(exc)) from None
         outcomes = await asyncio.gather(*(start(e) for e in events), return_exceptions=True)
         if any(not isinstance(o, ObjectResult) or o.retry_later for o in outcomes):
             raise RetryLater("at least one object in this message must be tried again")
