@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import statistics
 import subprocess
@@ -86,6 +87,7 @@ def warm_latency(events: int = 1000) -> None:
         {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
     )
     moto_port = free_port()
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request lines: noise, and they can name keys
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
     moto.start()
     try:
