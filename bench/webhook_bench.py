@@ -80,7 +80,7 @@ def warm_latency(events: int = 1000) -> None:
 
     from local.dynamodb_local import free_port, running_dynamodb_local
     from local.lambda_runtime import LocalLambdaContext, load_handler_module
-    from local.template import load_template, table_create_args
+    from local.resources import create_ledger_table
     from local.webhook_adapter import http_api_event
 
     os.environ.update(
@@ -93,7 +93,7 @@ def warm_latency(events: int = 1000) -> None:
     try:
         with running_dynamodb_local() as ddb_endpoint:
             ddb = boto3.client("dynamodb", endpoint_url=ddb_endpoint)
-            ddb.create_table(**table_create_args(load_template(), "LedgerTable", "bench"))
+            create_ledger_table(ddb, "bench")
             secrets = boto3.client("secretsmanager", endpoint_url=f"http://127.0.0.1:{moto_port}")
             secrets.create_secret(Name="bench-signing", SecretString=json.dumps({"current": "s3cret", "previous": ""}))
             os.environ.update(
