@@ -88,7 +88,7 @@ def classify_response(
     """Sort one HTTP answer from POST /v1/documents (see the module docstring)."""
     message = _text(body.get("message"))
     error = _text(body.get("error"))
-    if status == 200 or (200 <= status < 300):
+    if 200 <= status < 300:
         document_id = _text(body.get("document_id"))
         if body.get("success") is False:
             return CobaltAnswer(Verdict.FAILED, message or "Cobalt refused the document", status, message=message)

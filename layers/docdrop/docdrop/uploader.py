@@ -65,9 +65,8 @@ class ObjectResult:
     """What processing one object event came to: the state it left the version in, and what to count."""
 
     object_id: str | None
-    status: Status | None  # None: nothing to do (a folder placeholder, a key outside the prefix)
+    status: Status | None  # None: this event recorded nothing (not a document, or another writer got there first)
     retry_later: bool = False
-    duplicate: bool = False
     metrics: tuple[Metric, ...] = ()
 
 
@@ -228,17 +227,17 @@ class DocumentUploader:
             "duplicate event: the object version was handled already",
             extra={"object_id": ref.object_id, "status": status.value},
         )
-        return ObjectResult(ref.object_id, status, duplicate=True, metrics=(_count(MetricName.DUPLICATE_EVENTS),))
+        return ObjectResult(ref.object_id, status, metrics=(_count(MetricName.DUPLICATE_EVENTS),))
 
     def _refuse(self, ref: ObjectRef, reason: str, received: Metric) -> ObjectResult:
         if not self._ledger.record_unclaimed_state(ref, Status.REJECTED, reason):
-            return self._settled(ref, self._ledger.get_object(ref)) or ObjectResult(ref.object_id, None, duplicate=True)
+            return self._settled(ref, self._ledger.get_object(ref)) or ObjectResult(ref.object_id, None)
         self.logger.info("rejected before sending", extra={"object_id": ref.object_id})
         return ObjectResult(ref.object_id, Status.REJECTED, metrics=(received, _count(MetricName.DOCUMENTS_REJECTED)))
 
     def _wait_for_tags(self, ref: ObjectRef, reason: str, received: Metric) -> ObjectResult:
         if not self._ledger.record_unclaimed_state(ref, Status.WAITING_FOR_TAGS, reason):
-            return self._settled(ref, self._ledger.get_object(ref)) or ObjectResult(ref.object_id, None, duplicate=True)
+            return self._settled(ref, self._ledger.get_object(ref)) or ObjectResult(ref.object_id, None)
         self.logger.info("waiting for tags", extra={"object_id": ref.object_id})
         return ObjectResult(
             ref.object_id, Status.WAITING_FOR_TAGS, metrics=(received, _count(MetricName.DOCUMENTS_WAITING_FOR_TAGS))
