@@ -145,16 +145,13 @@ class LocalStack:
 
         logs_dir = options.state_dir / "logs"
         logs_dir.mkdir(exist_ok=True)
-        common = {
-            "LEDGER_TABLE": table,
-            "RECORD_RETENTION_DAYS": "0",
-            "POWERTOOLS_METRICS_NAMESPACE": "DocDrop",
-            # EMF goes to stdout in Lambda, where CloudWatch reads it; locally it would drown the demo's output.
-            "POWERTOOLS_METRICS_DISABLED": "true",
-        }
         self._set_env(
             {
-                **common,
+                "LEDGER_TABLE": table,
+                "RECORD_RETENTION_DAYS": "0",
+                "POWERTOOLS_METRICS_NAMESPACE": "DocDrop",
+                # EMF goes to stdout in Lambda, where CloudWatch reads it; locally it would drown the demo's output.
+                "POWERTOOLS_METRICS_DISABLED": "true",
                 "WEBHOOK_SECRET": signing_secret,
                 "COBALT_BASE_URL": cobalt_url,
                 "COBALT_CREDENTIALS_SECRET": credentials_secret,
@@ -167,7 +164,10 @@ class LocalStack:
         self._exit.callback(adapter.stop)
 
         # The same set-up step as production: register the URL with Cobalt, keep the secret it answers with.
-        registration = CobaltClient(cobalt_url, lambda refresh: credentials).register_webhook(adapter.url)
+        cobalt = CobaltClient(cobalt_url, lambda refresh: credentials)
+        registration = cobalt.register_webhook(adapter.url)
+        if registration.webhook_id:  # a URL that dies with this stack must not stay registered with Cobalt
+            self._exit.callback(cobalt.delete_webhook, registration.webhook_id)
         secrets.put_secret_value(
             SecretId=signing_secret, SecretString=json.dumps({"current": registration.secret, "previous": ""})
         )

@@ -161,6 +161,7 @@ def test_cobalt_url_points_the_stack_at_another_server_and_receives_its_webhooks
     assert [d["filename"] for d in other_cobalt._public_documents()] == ["elsewhere.pdf"]
     deliveries = other_cobalt.deliveries
     assert deliveries and all(d["url"] == info.webhook_url for d in deliveries)
+    assert other_cobalt.webhooks == {}  # the stack took its dead URL back off Cobalt when it stopped
 
 
 def test_status_without_any_stack_says_how_to_get_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -261,6 +261,17 @@ class CobaltClient:
         )
         return WebhookRegistration(str(webhook_id) if webhook_id else None, secret)
 
+    def delete_webhook(self, webhook_id: str) -> bool:
+        """DELETE /v1/webhook/{id}; False when Cobalt did not confirm it (the URL may stay registered)."""
+        try:
+            response = self._session.delete(
+                f"{self._base}/webhook/{webhook_id}", headers=self._headers(False), timeout=self.timeout
+            )
+        except requests.exceptions.RequestException:
+            return False
+        with response:
+            return response.status_code in (200, 204)
+
     def upload_document(
         self, fields: UploadFields, filename: str, content_type: str, content: bytes, timeout: float | None = None
     ) -> CobaltAnswer:
