@@ -232,10 +232,6 @@ class CobaltClient:
             self._session.mount("https://", adapter)
             self._session.mount("http://", adapter)
 
-    @property
-    def worst_case_seconds(self) -> float:
-        return self.timeout[0] + self.timeout[1]
-
     def _headers(self, refresh: bool) -> dict[str, str]:
         with self._credentials_lock:  # a cold batch's threads would otherwise all read the secret at once
             credentials = self._credentials(refresh)

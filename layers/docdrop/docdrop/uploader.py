@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 
 from docdrop.cobalt import CobaltAnswer, CobaltClient, Verdict, backoff_seconds
 from docdrop.contract import Accepted, Refused, UploadFields, read_contract
-from docdrop.filetype import EXTENSIONS, MAX_DOCUMENT_BYTES, sniff_content_type
+from docdrop.filetype import EXTENSIONS, MAX_DOCUMENT_BYTES, SNIFF_BYTES, sniff_content_type
 from docdrop.ledger import CLAIMABLE, DocumentLedger, LedgerError, ObjectRef, Status
 from docdrop.observability import MetricName
 from docdrop.s3_events import ObjectEvent, UnreadableMessage, parse_s3_notifications
@@ -87,6 +87,9 @@ def _count(name: MetricName, value: float = 1) -> Metric:
     return (name, "Count", value)
 
 
+_RECEIVED = _count(MetricName.OBJECTS_RECEIVED)
+
+
 def _mb(size: int) -> str:
     return f"{size / (1024 * 1024):.1f} MB"
 
@@ -115,7 +118,6 @@ class DocumentUploader:
 
     # ----- one object event ---------------------------------------------------------------------------------------
     def process(self, event: ObjectEvent, deadline: Deadline) -> ObjectResult:
-        received = _count(MetricName.OBJECTS_RECEIVED)
         if event.is_folder_placeholder or not event.key.startswith(self._prefix):
             self.logger.info("not a document under the watched prefix; skipped", extra={"event": event.event_name})
             return ObjectResult(None, None)
@@ -125,14 +127,14 @@ class DocumentUploader:
             if settled is not None:
                 return settled
             if event.size is not None and event.size > MAX_DOCUMENT_BYTES:
-                return self._refuse(ref, self._too_big(event.size), received)
+                return self._refuse(ref, self._too_big(event.size))
         try:
             opened = self._open(event)
         except ObjectGone:
             if ref is None:  # nothing exists and the event does not say which version: nothing to record
                 self.logger.warning("object gone before it could be read; nothing to record")
-                return ObjectResult(None, None, metrics=(received,))
-            return self._refuse(ref, "The object version was deleted before DocDrop could read it", received)
+                return ObjectResult(None, None, metrics=(_RECEIVED,))
+            return self._refuse(ref, "The object version was deleted before DocDrop could read it")
         with _closing(opened.body):
             ref = opened.ref
             if event.identity is None:  # the version was only learnt now: look for an earlier event's work
@@ -140,18 +142,17 @@ class DocumentUploader:
                 if settled is not None:
                     return settled
             if opened.content_length > MAX_DOCUMENT_BYTES:
-                return self._refuse(ref, self._too_big(opened.content_length), received)
+                return self._refuse(ref, self._too_big(opened.content_length))
             decision = read_contract(opened.tags, opened.metadata)
             if isinstance(decision, Refused):
-                return self._refuse(ref, decision.reason, received)
+                return self._refuse(ref, decision.reason)
             if not isinstance(decision, Accepted):
-                return self._wait_for_tags(ref, decision.reason, received)
+                return self._record_unclaimed(ref, Status.WAITING_FOR_TAGS, decision.reason)
             content: bytes = opened.body.read(MAX_DOCUMENT_BYTES + 1)
-        problem = self._content_problem(content)
-        if problem is not None:
-            return self._refuse(ref, problem, received)
-        content_type = sniff_content_type(content[:1024]) or "application/octet-stream"  # known: checked above
-        if deadline.remaining() < self._cobalt.timeout[0] + RECORD_MARGIN_SECONDS + 2:
+        content_type = sniff_content_type(content[:SNIFF_BYTES])
+        if content_type is None or not content or len(content) > MAX_DOCUMENT_BYTES:
+            return self._refuse(ref, self._content_problem(content))
+        if deadline.remaining() < self._attempt_floor():
             raise RetryLater(f"object {ref.object_id}: too little time left in this invocation to upload")
         claim = self._ledger.claim(
             ref,
@@ -164,7 +165,7 @@ class DocumentUploader:
                 raise RetryLater(f"object {ref.object_id}: claim lost to a concurrent writer")
             return settled
         filename = posixpath.basename(ref.key) or "document" + EXTENSIONS[content_type]
-        return self._send(ref, claim.token, decision.fields, filename, content_type, content, deadline, received)
+        return self._send(ref, claim.token, decision.fields, filename, content_type, content, deadline)
 
     # ----- reading ------------------------------------------------------------------------------------------------
     def _open(self, event: ObjectEvent) -> _OpenedObject:
@@ -199,14 +200,17 @@ class DocumentUploader:
     def _too_big(size: int) -> str:
         return f"File is {_mb(size)}; Cobalt accepts at most {_mb(MAX_DOCUMENT_BYTES)}"
 
-    def _content_problem(self, content: bytes) -> str | None:
+    def _content_problem(self, content: bytes) -> str:
+        """Why the bytes cannot be sent (called once the size or the sniffed type ruled them out)."""
         if not content:
             return "File is empty"
         if len(content) > MAX_DOCUMENT_BYTES:
             return self._too_big(len(content))
-        if sniff_content_type(content[:1024]) is None:
-            return "File is not a PDF, JPEG or PNG (judged by its content, not its name)"
-        return None
+        return "File is not a PDF, JPEG or PNG (judged by its content, not its name)"
+
+    def _attempt_floor(self) -> float:
+        """Seconds one attempt needs at the least: connecting, 2 s for Cobalt to answer, recording what it said."""
+        return self._cobalt.timeout[0] + 2 + RECORD_MARGIN_SECONDS
 
     # ----- states before a claim ----------------------------------------------------------------------------------
     def _settled(self, ref: ObjectRef, current: dict[str, Any] | None) -> ObjectResult | None:
@@ -229,19 +233,16 @@ class DocumentUploader:
         )
         return ObjectResult(ref.object_id, status, metrics=(_count(MetricName.DUPLICATE_EVENTS),))
 
-    def _refuse(self, ref: ObjectRef, reason: str, received: Metric) -> ObjectResult:
-        if not self._ledger.record_unclaimed_state(ref, Status.REJECTED, reason):
-            return self._settled(ref, self._ledger.get_object(ref)) or ObjectResult(ref.object_id, None)
-        self.logger.info("rejected before sending", extra={"object_id": ref.object_id})
-        return ObjectResult(ref.object_id, Status.REJECTED, metrics=(received, _count(MetricName.DOCUMENTS_REJECTED)))
+    def _refuse(self, ref: ObjectRef, reason: str) -> ObjectResult:
+        return self._record_unclaimed(ref, Status.REJECTED, reason)
 
-    def _wait_for_tags(self, ref: ObjectRef, reason: str, received: Metric) -> ObjectResult:
-        if not self._ledger.record_unclaimed_state(ref, Status.WAITING_FOR_TAGS, reason):
+    def _record_unclaimed(self, ref: ObjectRef, status: Status, reason: str) -> ObjectResult:
+        """REJECTED or WAITING_FOR_TAGS; when another writer got there first, what that writer's state means."""
+        if not self._ledger.record_unclaimed_state(ref, status, reason):
             return self._settled(ref, self._ledger.get_object(ref)) or ObjectResult(ref.object_id, None)
-        self.logger.info("waiting for tags", extra={"object_id": ref.object_id})
-        return ObjectResult(
-            ref.object_id, Status.WAITING_FOR_TAGS, metrics=(received, _count(MetricName.DOCUMENTS_WAITING_FOR_TAGS))
-        )
+        self.logger.info("recorded before sending", extra={"object_id": ref.object_id, "status": status.value})
+        metric = MetricName.DOCUMENTS_REJECTED if status is Status.REJECTED else MetricName.DOCUMENTS_WAITING_FOR_TAGS
+        return ObjectResult(ref.object_id, status, metrics=(_RECEIVED, _count(metric)))
 
     # ----- the upload ---------------------------------------------------------------------------------------------
     def _send(
@@ -253,9 +254,8 @@ class DocumentUploader:
         content_type: str,
         content: bytes,
         deadline: Deadline,
-        received: Metric,
     ) -> ObjectResult:
-        metrics: list[Metric] = [received]
+        metrics: list[Metric] = [_RECEIVED]
         attempt = 0
         while True:
             # The read timeout never outlasts the invocation: an answer that cannot come in time is recorded by us.
@@ -278,8 +278,7 @@ class DocumentUploader:
             delay = backoff_seconds(attempt, answer.retry_after_seconds)
             attempt += 1
             metrics.append(_count(MetricName.DOCUMENTS_RETRIED))
-            needed = delay + self._cobalt.timeout[0] + RECORD_MARGIN_SECONDS + 2
-            if attempt >= self._max_attempts or deadline.remaining() < needed:
+            if attempt >= self._max_attempts or deadline.remaining() < delay + self._attempt_floor():
                 self._record(ref, token, Status.PENDING_RETRY, answer.reason + "; SQS will deliver it again")
                 return ObjectResult(ref.object_id, Status.PENDING_RETRY, retry_later=True, metrics=tuple(metrics))
             self._sleep(delay)
