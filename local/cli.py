@@ -124,6 +124,20 @@ def versions_of(target: Target, key: str) -> list[ObjectRef]:
     return refs
 
 
+def shorten(text: str | None, limit: int) -> str:
+    """One line of at most `limit` characters, `-` for nothing."""
+    text = (text or "-").replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def format_table(rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns, the first row a header underlined with dashes."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
 def _print_views(views: list[DocumentView], as_json: bool, out: TextIO) -> None:
     now = datetime.now(UTC)
     if as_json:
@@ -133,21 +147,16 @@ def _print_views(views: list[DocumentView], as_json: bool, out: TextIO) -> None:
         return
     table = [("object", "status", "reason", "document id", "age")]
     for view in views:
-        reason = (view.reason or "-").replace("\n", " ")
         table.append(
             (
                 view.key or f"(object {view.object_id})",
                 view.status,
-                reason if len(reason) <= 70 else reason[:69] + "…",
+                shorten(view.reason, 70),
                 view.document_id or "-",
                 _human(_age(view, now)),
             )
         )
-    widths = [max(len(row[i]) for row in table) for i in range(5)]
-    for index, row in enumerate(table):
-        out.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() + "\n")
-        if index == 0:
-            out.write("  ".join("-" * width for width in widths) + "\n")
+    out.write(format_table(table) + "\n")
 
 
 def status_command(args: argparse.Namespace, out: TextIO) -> int:

@@ -27,6 +27,7 @@ import boto3
 from docdrop.filetype import MAX_DOCUMENT_BYTES
 from docdrop.ledger import TERMINAL, DocumentLedger, DocumentView, ObjectRef, Status
 
+from local.cli import format_table, shorten
 from local.samples import jpeg_bytes, pdf_bytes, png_bytes
 from local.stack import STATE_DIR, LocalStack, StackInfo, StackOptions
 
@@ -230,20 +231,12 @@ def _table(drops: list[Dropped]) -> str:
                 mask_mrn(drop.sample.tags.get("patient_mrn") or drop.sample.tags.get("Patient-MRN")),
                 drop.sample.expected.value,
                 view.status if view else "NOT YET SEEN",
-                _short(view.reason if view else "no ledger record", 58),
+                shorten(view.reason if view else "no ledger record", 58),
                 view.document_id or "-" if view else "-",
                 _seconds(view, drop),
             )
         )
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
-
-
-def _short(text: str | None, limit: int) -> str:
-    text = (text or "-").replace("\n", " ")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return format_table(rows)
 
 
 def _verdict(stack: LocalStack, drops: list[Dropped], out: Callable[[str], None]) -> bool:
