@@ -21,8 +21,9 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
+
+from docdrop.ledger_expression import Expression, item_values, plain
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -45,9 +46,6 @@ TERMINAL = frozenset({Status.UPLOADED, Status.FAILED, Status.REJECTED, Status.NE
 # States from which a new delivery of the object's event may claim it again (nothing was sent to Cobalt).
 CLAIMABLE = frozenset({Status.WAITING_FOR_TAGS, Status.PENDING_RETRY, Status.BLOCKED})
 OUTCOMES = {"document.uploaded": Status.UPLOADED, "document.upload_failed": Status.FAILED}
-
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
 
 
 def now_iso() -> str:
@@ -119,83 +117,6 @@ class LedgerError(Exception):
     """A DynamoDB call failed: the caller must not assume the write happened."""
 
 
-def _item(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _serializer.serialize(v) for k, v in values.items() if v is not None}
-
-
-def _plain(item: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    if item is None:
-        return None
-    return {k: _deserializer.deserialize(v) for k, v in item.items()}
-
-
-def _clean(value: Any) -> Any:
-    """Drop None values, at any depth, so absent optional fields are left out of the item instead of stored as NULL."""
-    if isinstance(value, Mapping):
-        return {k: _clean(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
-
-
-class _Expression:
-    """Placeholders for every attribute name and value, so no DynamoDB reserved word can break an expression."""
-
-    def __init__(self) -> None:
-        self.names: dict[str, str] = {}
-        self.values: dict[str, Any] = {}
-
-    def n(self, attribute: str) -> str:
-        for placeholder, name in self.names.items():
-            if name == attribute:
-                return placeholder
-        placeholder = f"#n{len(self.names)}"
-        self.names[placeholder] = attribute
-        return placeholder
-
-    def v(self, value: Any) -> str:
-        placeholder = f":v{len(self.values)}"
-        self.values[placeholder] = value
-        return placeholder
-
-    def assign(self, values: Mapping[str, Any], keep_first: Mapping[str, Any] | None = None) -> list[str]:
-        """`name = value` clauses, and `name = if_not_exists(name, value)` for those whose first value is kept."""
-        clauses = [f"{self.n(k)} = {self.v(v)}" for k, v in _clean(values).items()]
-        clauses += [
-            f"{self.n(k)} = if_not_exists({self.n(k)}, {self.v(v)})" for k, v in _clean(keep_first or {}).items()
-        ]
-        return clauses
-
-    def append(self, attribute: str, entry: Mapping[str, Any]) -> str:
-        name = self.n(attribute)
-        return f"{name} = list_append(if_not_exists({name}, {self.v([])}), {self.v([_clean(entry)])})"
-
-    def transition(
-        self,
-        status: Status,
-        reason: str,
-        now: str,
-        extra: Mapping[str, Any],
-        keep_first: Mapping[str, Any] | None = None,
-    ) -> list[str]:
-        """Clauses that move an object version to `status`: its reason, times, `extra`, and an entry in its history."""
-        clauses = self.assign(
-            {"status": status.value, "reason": reason, "status_at": now, "updated_at": now, **extra}, keep_first
-        )
-        clauses.append(self.append("history", {"at": now, "status": status.value, "reason": reason}))
-        return clauses
-
-    def kwargs(self, update: str, condition: str | None = None) -> dict[str, Any]:
-        result: dict[str, Any] = {
-            "UpdateExpression": update,
-            "ExpressionAttributeNames": self.names,
-            "ExpressionAttributeValues": _item(self.values),
-        }
-        if condition:
-            result["ConditionExpression"] = condition
-        return result
-
-
 def _ref_attributes(ref: ObjectRef) -> dict[str, Any]:
     return {"bucket": ref.bucket, "key": ref.key, "version_id": ref.version_id, "object_id": ref.object_id}
 
@@ -235,7 +156,7 @@ class DocumentLedger:
             raise LedgerError(f"DynamoDB {operation} failed: {type(exc).__name__}") from exc
         return result
 
-    def _conditional_update(self, key: dict[str, Any], expression: _Expression, update: str, condition: str) -> bool:
+    def _conditional_update(self, key: dict[str, Any], expression: Expression, update: str, condition: str) -> bool:
         """One conditional UpdateItem; False when the condition did not hold."""
         try:
             self._call("update_item", TableName=self._table, Key=key, **expression.kwargs(update, condition))
@@ -251,7 +172,7 @@ class DocumentLedger:
 
     def _get(self, key: dict[str, Any]) -> dict[str, Any] | None:
         answer = self._call("get_item", TableName=self._table, Key=key, ConsistentRead=True)
-        return _plain(answer.get("Item"))
+        return plain(answer.get("Item"))
 
     def claim(self, ref: ObjectRef, lease_seconds: float, details: Mapping[str, Any] | None = None) -> Claim:
         """Claim an object version for upload: exactly one caller wins, whatever S3, SQS or Lambda repeat.
@@ -262,7 +183,7 @@ class DocumentLedger:
         now = now_iso()
         lease_until = (datetime.now(UTC) + timedelta(seconds=lease_seconds)).isoformat(timespec="microseconds")
         reason = "Claimed for upload to Cobalt"
-        e = _Expression()
+        e = Expression()
         sets = e.transition(
             Status.RECEIVED,
             reason,
@@ -286,7 +207,7 @@ class DocumentLedger:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise LedgerError(f"DynamoDB claim failed: {exc.response['Error']['Code']}") from exc
             old_item: Any = exc.response.get("Item")  # the item as it stood, thanks to ALL_OLD
-            return Claim(False, token, _plain(old_item) or self.get_object(ref))
+            return Claim(False, token, plain(old_item) or self.get_object(ref))
         return Claim(True, token, None)
 
     def record_unclaimed_state(self, ref: ObjectRef, status: Status, reason: str, **attrs: Any) -> bool:
@@ -296,23 +217,23 @@ class DocumentLedger:
         """
         if status not in (Status.REJECTED, Status.WAITING_FOR_TAGS):
             raise ValueError(f"{status} is not decided before a claim")
-        e = _Expression()
+        e = Expression()
         condition = f"attribute_not_exists({e.n('pk')}) OR {e.n('status')} = {e.v(Status.WAITING_FOR_TAGS.value)}"
         return self._set_state(ref, status, reason, e, condition, attrs)
 
     def record_claimed_state(self, ref: ObjectRef, token: str, status: Status, reason: str, **attrs: Any) -> bool:
         """A state reached by the holder of a claim (FAILED, NEEDS_REVIEW, BLOCKED, PENDING_RETRY, REJECTED)."""
-        e = _Expression()
+        e = Expression()
         return self._set_state(ref, status, reason, e, f"{e.n('claim_token')} = {e.v(token)}", attrs)
 
     def mark_interrupted(self, ref: ObjectRef, reason: str) -> bool:
         """A claim whose lease ran out (the invocation died mid-upload) → NEEDS_REVIEW: the POST may have gone out."""
-        e = _Expression()
+        e = Expression()
         condition = f"{e.n('status')} = {e.v(Status.RECEIVED.value)} AND {e.n('lease_until')} < {e.v(now_iso())}"
         return self._set_state(ref, Status.NEEDS_REVIEW, reason, e, condition, {})
 
     def _set_state(
-        self, ref: ObjectRef, status: Status, reason: str, e: _Expression, condition: str, attrs: Mapping[str, Any]
+        self, ref: ObjectRef, status: Status, reason: str, e: Expression, condition: str, attrs: Mapping[str, Any]
     ) -> bool:
         now = now_iso()
         sets = e.transition(
@@ -332,9 +253,9 @@ class DocumentLedger:
         """
         now = now_iso()
         reason = "Accepted by Cobalt; waiting for the EMR's outcome"
-        obj = _Expression()
+        obj = Expression()
         obj_sets = obj.transition(Status.SUBMITTED, reason, now, {"document_id": document_id, "job_id": job_id})
-        doc = _Expression()
+        doc = Expression()
         doc_sets = doc.assign(
             {**_ref_attributes(ref), "document_id": document_id, "submitted_at": now},
             keep_first={"created_at": now},
@@ -371,7 +292,7 @@ class DocumentLedger:
         """
         now = now_iso()
         reason = event.failure_reason if event.outcome is Status.FAILED else "Filed in the EMR"
-        e = _Expression()
+        e = Expression()
         sets = e.assign(
             {"document_id": event.document_id, "updated_at": now},
             keep_first={
@@ -402,7 +323,7 @@ class DocumentLedger:
         )
         return self._record_event_once(self._document_key(event.document_id), e, sets, event.event_id)
 
-    def _record_event_once(self, key: dict[str, Any], e: _Expression, sets: list[str], event_id: str) -> bool:
+    def _record_event_once(self, key: dict[str, Any], e: Expression, sets: list[str], event_id: str) -> bool:
         """Apply `sets` and remember `event_id`, unless that event id was applied before: one conditional write."""
         ids = e.n("event_ids")
         update = "SET " + ", ".join(sets) + f" ADD {ids} {e.v({event_id})}"
@@ -412,7 +333,7 @@ class DocumentLedger:
     def record_login_required(self, reference_id: str, event_id: str, created: str, message: str | None) -> bool:
         """`access_token.login_required` for one account link, in one call; False for a repeated event id."""
         now = now_iso()
-        e = _Expression()
+        e = Expression()
         sets = e.assign(
             {
                 "status": "LOGIN_REQUIRED",
@@ -482,14 +403,14 @@ class DocumentLedger:
             "IndexName": index,
             "KeyConditionExpression": condition,
             "ExpressionAttributeNames": dict(names),
-            "ExpressionAttributeValues": _item(values),
+            "ExpressionAttributeValues": item_values(values),
         }
         while True:
             page = self._call("query", **kwargs)
             for item in page.get("Items", []):
-                plain = _plain(item)
-                if plain is not None:
-                    yield plain
+                found = plain(item)
+                if found is not None:
+                    yield found
             if "LastEvaluatedKey" not in page:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
