@@ -4,6 +4,7 @@
     docdrop status --key inbox/path/file.pdf [--bucket B]         every version of one key
     docdrop status --document-id 9988776655443322                 one Cobalt document
     docdrop register-webhook --url https://.../webhooks/cobalt    POST /v1/webhook, secret stored in Secrets Manager
+    docdrop reconcile [--json]                                    one reconciler pass now, and what it did
 
 Where it looks: `--stack NAME` (a deployed CloudFormation stack's outputs), `--table NAME` (with the usual AWS
 configuration), or else the local stack's `.docdrop/local-stack.json` while `make demo ARGS=--keep-running` runs.
@@ -41,6 +42,8 @@ class Target:
     credentials_secret: str | None = None
     signing_secret: str | None = None
     cobalt_base_url: str | None = None
+    reconciler_function: str | None = None
+    function_environment: dict[str, str] | None = None  # the local stack's: its functions run in this process
     local: bool = False
 
     def client(self, service: str) -> Any:
@@ -65,6 +68,7 @@ def resolve_target(args: argparse.Namespace) -> Target:
             region=args.region,
             credentials_secret=outputs.get("CobaltCredentialsSecretArn"),
             signing_secret=outputs.get("WebhookSigningSecretArn"),
+            reconciler_function=outputs.get("ReconcilerFunctionName"),
         )
     if args.table:
         return Target(table=args.table, bucket=args.bucket, region=args.region)
@@ -79,6 +83,7 @@ def resolve_target(args: argparse.Namespace) -> Target:
             credentials_secret=info["secrets"]["cobalt_credentials"],
             signing_secret=info["secrets"]["webhook_signing"],
             cobalt_base_url=info.get("cobalt_base_url"),
+            function_environment=info.get("function_environment"),
             local=True,
         )
     if os.environ.get("LEDGER_TABLE"):
@@ -193,6 +198,73 @@ def register_webhook_command(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def reconcile_command(args: argparse.Namespace, out: TextIO) -> int:
+    """One reconciler pass: the deployed function invoked (--stack), or the same function run on the local stack."""
+    target = resolve_target(args)
+    if target.reconciler_function:
+        answer = target.client("lambda").invoke(FunctionName=target.reconciler_function, Payload=b"{}")
+        report = json.loads(answer["Payload"].read() or b"{}")
+        if answer.get("FunctionError"):
+            raise SystemExit(f"docdrop: the reconciler failed: {report.get('errorType', 'unknown error')}")
+    elif target.function_environment:
+        report = _reconcile_locally(target.function_environment)
+    else:
+        raise SystemExit("docdrop: reconcile needs --stack NAME, or the local stack (make demo ARGS=--keep-running)")
+    if args.json:
+        json.dump(report, out, indent=2)
+        out.write("\n")
+    else:
+        out.write(_describe_pass(report) + "\n")
+    return 0 if report.get("ran", False) else 3
+
+
+def _reconcile_locally(environment: dict[str, str]) -> dict[str, Any]:
+    from local.lambda_runtime import LocalLambdaContext, load_handler_module
+    from local.resources import reconciler_schedule
+
+    saved = {k: os.environ.get(k) for k in environment}
+    os.environ.update(environment)
+    try:
+        module = load_handler_module("reconciler")
+        result: dict[str, Any] = module.handler(
+            {"source": "docdrop.cli"}, LocalLambdaContext("reconciler", reconciler_schedule().function_timeout_seconds)
+        )
+        return result
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _describe_pass(report: dict[str, Any]) -> str:
+    if not report.get("ran"):
+        return "Another reconciler pass is running; nothing was done."
+    done = [
+        f"{report.get(key, 0)} {label}"
+        for key, label in (
+            ("recovered_from_event_log", "recovered from Cobalt's event log"),
+            ("joined_from_ledger", "joined to an outcome already recorded"),
+            ("stale", "marked STALE"),
+            ("tag_waits_expired", "REJECTED at the tag deadline"),
+            ("interrupted", "interrupted uploads marked NEEDS_REVIEW"),
+            ("foreign", "outcomes of documents DocDrop never sent set aside"),
+        )
+    ]
+    still = ", ".join(f"{status} {n}" for status, n in sorted(report.get("open_objects", {}).items()) if n) or "none"
+    lines = [
+        "Reconciler pass "
+        + ("complete" if report.get("complete") else "stopped at its time budget (resumes next pass)"),
+        "  " + "; ".join(done),
+        f"  event log pages read: {report.get('event_log_pages', 0)}"
+        + ("; Cobalt's event log was unavailable" if report.get("event_log_unavailable") else ""),
+        f"  dead-lettered PENDING_RETRY: {report.get('dead_lettered', 0)}",
+        f"  still open: {still}",
+    ]
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="docdrop", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     where = argparse.ArgumentParser(add_help=False)
@@ -211,6 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
     register = commands.add_parser("register-webhook", parents=[where], help="register the webhook URL with Cobalt")
     register.add_argument("--url", required=True, help="the stack's WebhookUrl output")
     register.add_argument("--cobalt-url", help="Cobalt's base URL (default https://api.usecobalt.com/v1)")
+    reconcile = commands.add_parser(
+        "reconcile",
+        parents=[where],
+        help="run one reconciler pass now (recover lost webhooks, enforce deadlines); exit 3 if another pass ran",
+    )
+    reconcile.add_argument("--json", action="store_true", help="the pass's report as JSON")
     return parser
 
 
@@ -218,6 +296,8 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "status":
         return status_command(args, out)
+    if args.command == "reconcile":
+        return reconcile_command(args, out)
     return register_webhook_command(args, out)
 
 

@@ -1,6 +1,10 @@
 """`make demo`: start the local stack, drop generated sample documents, wait for each outcome, print the table.
 
     python -m local.demo [--keep-running] [--cobalt-url URL] [--no-samples] [--timeout SECONDS]
+                         [--reconcile-every S] [--outcome-grace S] [--stale-after S] [--tag-wait S]
+
+The reconciler's deadlines are minutes to days in AWS; the demo shortens them to seconds (the defaults below) so that
+its samples show a lost webhook recovered from Cobalt's event log and tags that never come rejected at their deadline.
 
 Exit 0 when every sample ended in the state it should; 1 otherwise (or when the wait ran out).
 """
@@ -48,6 +52,7 @@ class Sample:
     metadata: dict[str, str] = dataclasses.field(default_factory=dict)
     late_tags: dict[str, str] | None = None  # put once the object waits for its tags
     duplicate_event: bool = False  # the S3 event is delivered a second time
+    webhook_fault: str | None = None  # the sandbox's webhook fault for this file (e.g. never sent)
 
     @property
     def reaches_cobalt(self) -> bool:
@@ -120,7 +125,26 @@ def samples() -> list[Sample]:
             "S3 event delivered twice",
             duplicate_event=True,
         ),
+        Sample(
+            "scanner/webhook-lost.pdf",
+            pdf_bytes("Webhook never sent"),
+            {"patient_mrn": "100002", "folder_name": "MedicalRecords"},
+            Status.UPLOADED,
+            "webhook lost: recovered from the event log",
+            webhook_fault="webhook_never_sent",
+        ),
+        Sample(
+            "scanner/never-tagged.pdf",
+            pdf_bytes("Tags never come"),
+            {"patient_mrn": "100001"},
+            Status.REJECTED,
+            "folder tag never comes: tag deadline",
+        ),
     ]
+
+
+# Seconds: short enough for the demo's samples to show the reconciler's work (AWS: the template's parameters).
+DEMO_DEADLINES = {"reconcile_every": 5.0, "outcome_grace": 20.0, "stale_after": 120.0, "tag_wait": 30.0}
 
 
 def mask_mrn(mrn: str | None) -> str:
@@ -174,6 +198,9 @@ def run_samples(stack: LocalStack, timeout: float = 180.0, out: Callable[[str], 
         boto3.client("dynamodb", endpoint_url=info.dynamodb_endpoint_url, region_name=info.region), info.table
     )
     drops: list[Dropped] = []
+    if stack.sandbox is not None:
+        named = {s.name.rsplit("/", 1)[-1]: s.webhook_fault for s in samples() if s.webhook_fault}
+        stack.sandbox.set_faults(dataclasses.replace(stack.sandbox.faults, webhook_fault_by_filename=named))
     for sample in samples():
         key = info.prefix + sample.name
         answer = s3.put_object(
@@ -273,7 +300,9 @@ def _describe(info: StackInfo, state_file: Path) -> str:
             f"  Cobalt:              {info.cobalt_base_url}" + (" (sandbox)" if info.cobalt_sandbox else ""),
             f"  Webhook receiver:    {info.webhook_url}",
             f"  Inbox:               s3://{info.bucket}/{info.prefix}",
-            f"  Function logs:       {info.logs['uploader']}, {info.logs['webhook']}",
+            f"  Function logs:       {', '.join(info.logs.values())}",
+            "  Reconciler:          every {every_seconds:g} s; outcome grace {outcome_grace_seconds:g} s, stale after "
+            "{stale_after_seconds:g} s, tag wait {tag_wait_seconds:g} s".format(**info.reconciler),
             f"  Endpoints and names: {state_file}",
         ]
     )
@@ -288,6 +317,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-samples", action="store_true", help="start the stack without dropping samples")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the samples' outcomes")
     parser.add_argument("--state-dir", type=Path, default=STATE_DIR, help="where local-stack.json and logs go")
+    for name, help_text in (
+        ("reconcile-every", "seconds between reconciler passes"),
+        ("outcome-grace", "seconds a submission waits for its webhook before the event log is read"),
+        ("stale-after", "seconds after submission with no outcome before STALE"),
+        ("tag-wait", "seconds an object waits for its required tags before REJECTED"),
+    ):
+        default = DEMO_DEADLINES[name.replace("-", "_")]
+        parser.add_argument(f"--{name}", type=float, default=default, help=f"{help_text} (default {default:g})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s", stream=sys.stderr)
 
@@ -299,7 +336,14 @@ def main(argv: list[str] | None = None) -> int:
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
-    options = StackOptions(state_dir=args.state_dir, cobalt_url=args.cobalt_url)
+    options = StackOptions(
+        state_dir=args.state_dir,
+        cobalt_url=args.cobalt_url,
+        reconcile_every_seconds=args.reconcile_every,
+        outcome_grace_seconds=args.outcome_grace,
+        stale_after_seconds=args.stale_after,
+        tag_wait_seconds=args.tag_wait,
+    )
     print("Starting the local stack (first run installs DynamoDB Local from npm)...", flush=True)
     ok = True
     try:

@@ -5,9 +5,18 @@ the local stack and the tests follow."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
-from local.template import load_template, resource, table_create_args, time_to_live_attribute
+from local.stream_source import StreamSourceSettings
+from local.template import (
+    function_timeout,
+    load_template,
+    parameter_default,
+    resource,
+    table_create_args,
+    time_to_live_attribute,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,14 +41,51 @@ class IngestQueues:
 
 def uploader_event_source(template: dict[str, Any] | None = None) -> EventSourceSettings:
     template = template or load_template()
-    function = resource(template, "UploaderFunction")["Properties"]
-    ingest = function["Events"]["Ingest"]["Properties"]
-    timeout = function.get("Timeout") or template.get("Globals", {}).get("Function", {}).get("Timeout", 3)
+    ingest = resource(template, "UploaderFunction")["Properties"]["Events"]["Ingest"]["Properties"]
     return EventSourceSettings(
         batch_size=int(ingest.get("BatchSize", 10)),
         batching_window_seconds=float(ingest.get("MaximumBatchingWindowInSeconds", 0)),
-        function_timeout_seconds=float(timeout),
+        function_timeout_seconds=function_timeout(template, "UploaderFunction"),
         report_batch_item_failures="ReportBatchItemFailures" in (ingest.get("FunctionResponseTypes") or []),
+    )
+
+
+def outcome_joiner_stream_source(template: dict[str, Any] | None = None) -> StreamSourceSettings:
+    """The outcome joiner's DynamoDB stream event: batch size, retries, filter criteria, partial failures."""
+    template = template or load_template()
+    stream = resource(template, "OutcomeJoinerFunction")["Properties"]["Events"]["LedgerStream"]["Properties"]
+    filters = (stream.get("FilterCriteria") or {}).get("Filters") or []
+    return StreamSourceSettings(
+        batch_size=int(stream.get("BatchSize", 100)),
+        maximum_retry_attempts=int(stream.get("MaximumRetryAttempts", 10)),
+        filter_patterns=tuple(json.loads(f["Pattern"]) for f in filters),
+        function_timeout_seconds=function_timeout(template, "OutcomeJoinerFunction"),
+        report_batch_item_failures="ReportBatchItemFailures" in (stream.get("FunctionResponseTypes") or []),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ReconcilerSchedule:
+    """The reconciler's schedule, deadlines and timeout as the template declares them (its parameters' defaults)."""
+
+    every_seconds: float
+    outcome_grace_seconds: float
+    stale_after_seconds: float
+    tag_wait_seconds: float
+    function_timeout_seconds: float
+    environment: dict[str, Any]
+
+
+def reconciler_schedule(template: dict[str, Any] | None = None) -> ReconcilerSchedule:
+    template = template or load_template()
+    props = resource(template, "ReconcilerFunction")["Properties"]
+    return ReconcilerSchedule(
+        every_seconds=float(parameter_default(template, "ReconcileEveryMinutes")) * 60,
+        outcome_grace_seconds=float(parameter_default(template, "OutcomeGraceMinutes")) * 60,
+        stale_after_seconds=float(parameter_default(template, "StaleAfterHours")) * 3600,
+        tag_wait_seconds=float(parameter_default(template, "TagWaitHours")) * 3600,
+        function_timeout_seconds=function_timeout(template, "ReconcilerFunction"),
+        environment=dict(props["Environment"]["Variables"]),
     )
 
 
@@ -51,8 +97,6 @@ def _queue_attributes(props: dict[str, Any]) -> dict[str, str]:
 
 def create_ingest_queues(sqs: Any, name_prefix: str, template: dict[str, Any] | None = None) -> IngestQueues:
     """IngestQueue and IngestDeadLetterQueue with the template's attributes and redrive policy."""
-    import json
-
     template = template or load_template()
     dlq_props = resource(template, "IngestDeadLetterQueue")["Properties"]
     dlq_url = sqs.create_queue(QueueName=f"{name_prefix}-ingest-dlq", Attributes=_queue_attributes(dlq_props))[
@@ -105,7 +149,7 @@ def create_inbox_bucket(
 def create_ledger_table(dynamodb: Any, name: str, template: dict[str, Any] | None = None) -> str:
     """LedgerTable with its keys, indexes and time-to-live attribute."""
     template = template or load_template()
-    dynamodb.create_table(**table_create_args(template, "LedgerTable", name))
+    dynamodb.create_table(**table_create_args(template, "LedgerTable", name))  # with its stream, if declared
     dynamodb.get_waiter("table_exists").wait(TableName=name)
     ttl = time_to_live_attribute(template, "LedgerTable")
     if ttl:

@@ -16,8 +16,10 @@ import logging
 import os
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import boto3
 from docdrop.cobalt import CobaltClient
@@ -25,14 +27,17 @@ from docdrop.cobalt import CobaltClient
 from local.cobalt_sandbox import CobaltSandbox, FaultSettings, SandboxConfig
 from local.dynamodb_local import DynamoDBLocalUnavailable, free_port, running_dynamodb_local
 from local.event_source import SqsEventSource
-from local.lambda_runtime import load_handler_module
+from local.lambda_runtime import LocalLambdaContext, load_handler_module
 from local.resources import (
     IngestQueues,
     create_inbox_bucket,
     create_ingest_queues,
     create_ledger_table,
+    outcome_joiner_stream_source,
+    reconciler_schedule,
     uploader_event_source,
 )
+from local.stream_source import DynamoDBStreamSource
 from local.template import load_template
 from local.webhook_adapter import WebhookAdapter
 
@@ -57,6 +62,11 @@ class StackOptions:
     faults: FaultSettings | None = None
     batching_window_seconds: float | None = None  # None: the template's
     visibility_timeout_seconds: int | None = None  # None: the queue's (from the template)
+    # The reconciler's schedule and deadlines in seconds; None: the template's parameter defaults.
+    reconcile_every_seconds: float | None = None
+    outcome_grace_seconds: float | None = None
+    stale_after_seconds: float | None = None
+    tag_wait_seconds: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +85,10 @@ class StackInfo:
     cobalt_sandbox: bool
     secrets: dict[str, str]
     logs: dict[str, str]
+    reconciler: dict[str, float]  # every_seconds and the deadlines in force, in seconds
+    # What the functions are configured with (names and local endpoints; no secret values): `docdrop reconcile`
+    # runs the reconciler function locally with it.
+    function_environment: dict[str, str]
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -100,6 +114,11 @@ class LocalStack:
         self.uploader: ModuleType | None = None
         self.webhook: ModuleType | None = None
         self.event_source: SqsEventSource | None = None
+        self.outcome_joiner: ModuleType | None = None
+        self.stream_source: DynamoDBStreamSource | None = None
+        self.reconciler: ModuleType | None = None
+        self._reconciler_lock = threading.Lock()
+        self._reconciler_timeout = 120.0
 
     def __enter__(self) -> LocalStack:
         self.start()
@@ -145,6 +164,23 @@ class LocalStack:
 
         logs_dir = options.state_dir / "logs"
         logs_dir.mkdir(exist_ok=True)
+        schedule = reconciler_schedule(template)
+        deadlines = {
+            "every_seconds": options.reconcile_every_seconds or schedule.every_seconds,
+            "outcome_grace_seconds": options.outcome_grace_seconds or schedule.outcome_grace_seconds,
+            "stale_after_seconds": options.stale_after_seconds or schedule.stale_after_seconds,
+            "tag_wait_seconds": options.tag_wait_seconds or schedule.tag_wait_seconds,
+        }
+        self._reconciler_timeout = schedule.function_timeout_seconds
+        self._set_env(
+            {
+                "OUTCOME_GRACE_MINUTES": repr(deadlines["outcome_grace_seconds"] / 60),
+                "STALE_AFTER_HOURS": repr(deadlines["stale_after_seconds"] / 3600),
+                "TAG_WAIT_HOURS": repr(deadlines["tag_wait_seconds"] / 3600),
+                "RETRY_HORIZON_MINUTES": str(schedule.environment["RETRY_HORIZON_MINUTES"]),
+                "DEAD_LETTER_QUEUE_ARN": self.queues.dlq_arn,
+            }
+        )
         self._set_env(
             {
                 "LEDGER_TABLE": table,
@@ -193,6 +229,21 @@ class LocalStack:
         self._exit.callback(poller.join, 10)
         self._exit.callback(self._stop.set)
 
+        # The outcome joiner on the ledger's stream, as the template's DynamoDB event drives it.
+        self.outcome_joiner = load_handler_module("outcome_joiner")
+        self._log_to_file(self.outcome_joiner, logs_dir / "outcome-joiner.log")
+        streams = boto3.client("dynamodbstreams", endpoint_url=dynamodb_url, region_name=REGION)
+        stream_arn = dynamodb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
+        self.stream_source = DynamoDBStreamSource(
+            streams, stream_arn, self.outcome_joiner.handler, outcome_joiner_stream_source(template)
+        )
+        self._start_thread("ledger-stream", self.stream_source.run)
+
+        # The reconciler on its schedule (the local stack's EventBridge Scheduler).
+        self.reconciler = load_handler_module("reconciler")
+        self._log_to_file(self.reconciler, logs_dir / "reconciler.log")
+        self._start_thread("reconciler-schedule", self._reconcile_on_schedule, deadlines["every_seconds"])
+
         self.info = StackInfo(
             aws_endpoint_url=moto_url,
             dynamodb_endpoint_url=dynamodb_url,
@@ -207,12 +258,39 @@ class LocalStack:
             cobalt_base_url=cobalt_url,
             cobalt_sandbox=self.sandbox is not None,
             secrets={"cobalt_credentials": credentials_secret, "webhook_signing": signing_secret},
-            logs={"uploader": str(logs_dir / "uploader.log"), "webhook": str(logs_dir / "webhook.log")},
+            logs={
+                name: str(logs_dir / f"{name}.log") for name in ("uploader", "webhook", "outcome-joiner", "reconciler")
+            },
+            reconciler=deadlines,
+            function_environment={k: os.environ[k] for k in sorted(self._saved_env) if k in os.environ},
         )
         state_file = options.state_dir / "local-stack.json"
         state_file.write_text(self.info.to_json() + "\n", encoding="utf-8")
         self._exit.callback(state_file.unlink, missing_ok=True)
         return self.info
+
+    def _start_thread(self, name: str, target: Callable[..., None], *args: object) -> None:
+        """A daemon thread that runs `target(stop_event, *args)` and is joined when the stack stops."""
+        thread = threading.Thread(target=target, args=(self._stop, *args), name=name, daemon=True)
+        thread.start()
+        self._exit.callback(thread.join, 10)
+        self._exit.callback(self._stop.set)
+
+    def _reconcile_on_schedule(self, stop: threading.Event, every_seconds: float) -> None:
+        while not stop.wait(every_seconds):
+            try:
+                self.reconcile_now()
+            except Exception:  # like a failed scheduled invocation: the next one comes on time
+                log.exception("scheduled reconciler pass failed")
+
+    def reconcile_now(self) -> dict[str, Any]:
+        """One reconciler pass, invoked as the schedule invokes it; its report."""
+        if self.reconciler is None:
+            raise RuntimeError("the stack is not started")
+        with self._reconciler_lock:
+            context = LocalLambdaContext("reconciler", timeout_seconds=self._reconciler_timeout)
+            report: dict[str, Any] = self.reconciler.handler({"source": "local.schedule"}, context)
+        return report
 
     def _start_moto(self) -> str:
         from moto.server import ThreadedMotoServer

@@ -55,7 +55,20 @@ def table_create_args(template: dict[str, Any], logical_id: str, table_name: str
     }
     if props.get("GlobalSecondaryIndexes"):
         args["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+    stream = props.get("StreamSpecification") or {}
+    if stream.get("StreamViewType"):
+        args["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream["StreamViewType"]}
     return args
+
+
+def function_timeout(template: dict[str, Any], logical_id: str) -> float:
+    function = resource(template, logical_id)["Properties"]
+    timeout = function.get("Timeout") or template.get("Globals", {}).get("Function", {}).get("Timeout", 3)
+    return float(timeout)
+
+
+def parameter_default(template: dict[str, Any], name: str) -> Any:
+    return template["Parameters"][name]["Default"]
 
 
 def time_to_live_attribute(template: dict[str, Any], logical_id: str) -> str | None:

@@ -67,6 +67,8 @@ class FaultSettings:
     webhook_before_response: float = 0.0
     webhook_out_of_order: float = 0.0
     script: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # A webhook fault for every upload of a file of this name, e.g. {"lost.pdf": "webhook_never_sent"}.
+    webhook_fault_by_filename: dict[str, str] = dataclasses.field(default_factory=dict)
 
     HTTP_FAULTS = ("http_429", "http_500", "http_503", "drop_connection", "slow_after_accept")
     WEBHOOK_FAULTS = ("webhook_never_sent", "webhook_twice", "webhook_before_response", "webhook_out_of_order")
@@ -84,6 +86,9 @@ class FaultSettings:
                 raise ValueError(f"{name} must be a probability between 0 and 1")
         if sum(getattr(settings, n) for n in cls.HTTP_FAULTS) > 1:
             raise ValueError("the HTTP fault probabilities add up to more than 1")
+        for fault in settings.webhook_fault_by_filename.values():
+            if fault not in cls.WEBHOOK_FAULTS:
+                raise ValueError(f"webhook_fault_by_filename names {fault!r}, not one of {cls.WEBHOOK_FAULTS}")
         return settings
 
     def to_dict(self) -> dict[str, Any]:
@@ -329,6 +334,9 @@ class CobaltSandbox:
             return _error(400, invalid)
         assert document is not None
         filename, content = document
+        named_fault = self.faults.webhook_fault_by_filename.get(filename)
+        if named_fault is not None:
+            hook_faults[named_fault] = True
         token = headers["access_token"]
         record: dict[str, Any] = {
             "document_id": "".join(secrets.choice("0123456789") for _ in range(16)).replace("0", "1", 1),

@@ -7,7 +7,7 @@ import time
 from datetime import timedelta
 
 import pytest
-from docdrop.ledger import DocumentLedger, LedgerError, ObjectRef, OutcomeEvent, Status
+from docdrop.ledger import DocumentLedger, JoinResult, LedgerError, ObjectRef, OutcomeEvent, Status
 
 from tests.support.aws import dynamodb_client
 
@@ -149,14 +149,16 @@ def test_failed_outcome_keeps_cobalts_reason_and_reasons(ledger: DocumentLedger)
     assert document["events"][0]["reasons"] == [dict(reasons[0])] and document["events"][0]["attempt"] == 2
 
 
-def test_list_by_status_finds_objects_and_outcomes(ledger: DocumentLedger) -> None:
+def test_list_by_status_follows_the_objects_own_status_once_its_outcome_is_joined(ledger: DocumentLedger) -> None:
     ledger.record_unclaimed_state(ObjectRef("b", "k1", "v"), Status.REJECTED, "too big")
     claim = ledger.claim(REF, lease_seconds=60)
     ledger.record_submission(REF, claim.token, "1111222233334444")
     assert [v.key for v in ledger.list_by_status(Status.SUBMITTED)] == [REF.key]
     ledger.record_outcome(outcome("evt-1"))
+    assert ledger.join_outcome(ledger.get_document("1111222233334444") or {}, mark="m1") is JoinResult.JOINED
     assert ledger.list_by_status(Status.SUBMITTED) == []  # joined: it is UPLOADED now
-    assert [v.key for v in ledger.list_by_status(Status.UPLOADED)] == [REF.key]
+    uploaded = ledger.list_by_status(Status.UPLOADED)
+    assert [(v.key, v.reason) for v in uploaded] == [(REF.key, "Filed in the EMR")]
     assert [v.reason for v in ledger.list_by_status(Status.REJECTED)] == ["too big"]
     assert ledger.list_by_status(Status.REJECTED, older_than=timedelta(hours=1)) == []
 

@@ -69,8 +69,13 @@ def test_the_demo_settles_every_sample_where_it_should_and_exits_zero(tmp_path: 
     output, _ = process.communicate(timeout=400)
 
     assert process.returncode == 0, output[-3000:]
-    assert "All 8 documents ended where they should" in output
+    assert "All 10 documents ended where they should" in output
     table = output[output.index("object ") :]
+    # The reconciler's two samples: a webhook never sent, recovered from Cobalt's event log; tags that never came.
+    lost = next(line for line in table.splitlines() if line.startswith("scanner/webhook-lost.pdf"))
+    untagged = next(line for line in table.splitlines() if line.startswith("scanner/never-tagged.pdf"))
+    assert "UPLOADED  UPLOADED" in lost
+    assert "REJECTED  REJECTED  Required tags never arrived: folder_name" in untagged
     for expected in ("UPLOADED", "FAILED", "REJECTED"):
         assert expected in table
     assert "100001" not in table and "****01" in table  # MRNs are masked
@@ -118,6 +123,16 @@ def test_keep_running_serves_documents_dropped_by_hand_until_interrupted(tmp_pat
         assert code == 0 and json.loads(text)[0]["key"] == key
         code, text = _status(stack_file, "--status", "UPLOADED")
         assert code == 0 and "referral letter.pdf" in text and document_id in text
+        # One reconciler pass on demand, the same function the stack's schedule runs (exit 3: a pass was running).
+        for _ in range(5):
+            out = io.StringIO()
+            code = cli.main(["reconcile", "--json", "--stack-file", str(stack_file)], out=out)
+            if code != 3:
+                break
+            time.sleep(1)
+        report = json.loads(out.getvalue())
+        assert code == 0 and report["ran"] and report["complete"]
+        assert sum(report["open_objects"].values()) == 0
     finally:
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=60)

@@ -99,7 +99,9 @@ def _statements(function: str) -> list[dict[str, Any]]:
     return [s for policy in props(function)["Policies"] for s in policy["Statement"]]
 
 
-@pytest.mark.parametrize("function", ["UploaderFunction", "WebhookFunction"])
+@pytest.mark.parametrize(
+    "function", ["UploaderFunction", "WebhookFunction", "OutcomeJoinerFunction", "ReconcilerFunction"]
+)
 def test_no_wildcard_actions_or_resources_on_data(function: str) -> None:
     for statement in _statements(function):
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
@@ -116,6 +118,66 @@ def test_uploader_reads_only_under_the_watched_prefix() -> None:
 def test_webhook_may_only_update_the_ledger() -> None:
     [dynamo] = [s for s in _statements("WebhookFunction") if s["Sid"] == "RecordOutcomes"]
     assert dynamo["Action"] == ["dynamodb:UpdateItem"]
+
+
+def test_the_ledger_streams_to_the_outcome_joiner_filtered_to_joinable_documents() -> None:
+    import json
+
+    assert props("LedgerTable")["StreamSpecification"] == {"StreamViewType": "NEW_IMAGE"}
+    [event] = props("OutcomeJoinerFunction")["Events"].values()
+    stream = event["Properties"]
+    assert event["Type"] == "DynamoDB" and stream["Stream"] == {"Fn::GetAtt": ["LedgerTable", "StreamArn"]}
+    assert stream["FunctionResponseTypes"] == ["ReportBatchItemFailures"] and stream["BisectBatchOnFunctionError"]
+    assert stream["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["OutcomeJoinFailureQueue", "Arn"]}
+    [pattern] = [json.loads(f["Pattern"]) for f in stream["FilterCriteria"]["Filters"]]
+    assert set(pattern["dynamodb"]["NewImage"]) == {"object_id", "outcome_unjoined"}
+    [dynamo] = [s for s in _statements("OutcomeJoinerFunction") if s["Sid"] == "JoinOutcomes"]
+    assert dynamo["Action"] == ["dynamodb:UpdateItem"]
+
+
+def test_the_reconciler_runs_on_a_schedule_one_at_a_time_with_the_deadline_parameters() -> None:
+    reconciler = props("ReconcilerFunction")
+    assert reconciler["ReservedConcurrentExecutions"] == 1
+    [event] = reconciler["Events"].values()
+    assert event["Properties"]["ScheduleExpression"] == {"Fn::Sub": "rate(${ReconcileEveryMinutes} minutes)"}
+    parameters = TEMPLATE["Parameters"]
+    assert parameters["ReconcileEveryMinutes"]["Default"] == 5 and parameters["ReconcileEveryMinutes"]["MinValue"] >= 2
+    assert parameters["OutcomeGraceMinutes"]["Default"] == 15
+    assert parameters["StaleAfterHours"]["Default"] == 24 and parameters["TagWaitHours"]["Default"] == 72
+    assert reconciler["Timeout"] < 60 * parameters["ReconcileEveryMinutes"]["MinValue"]
+    variables = reconciler["Environment"]["Variables"]
+    for name, parameter in (
+        ("OUTCOME_GRACE_MINUTES", "OutcomeGraceMinutes"),
+        ("STALE_AFTER_HOURS", "StaleAfterHours"),
+        ("TAG_WAIT_HOURS", "TagWaitHours"),
+        ("FOREIGN_RETENTION_DAYS", "ForeignRetentionDays"),
+    ):
+        assert variables[name] == {"Ref": parameter}
+    actions = {a for s in _statements("ReconcilerFunction") for a in s["Action"] if a.startswith("dynamodb:")}
+    assert actions == {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:Query"}
+
+
+def test_a_pending_retry_is_called_dead_lettered_only_after_sqs_has_given_its_message_up() -> None:
+    queue = props("IngestQueue")
+    given_up_after_minutes = queue["VisibilityTimeout"] * queue["RedrivePolicy"]["maxReceiveCount"] / 60
+    horizon = float(props("ReconcilerFunction")["Environment"]["Variables"]["RETRY_HORIZON_MINUTES"])
+    assert horizon > given_up_after_minutes
+
+
+def test_open_loops_have_alarms_and_a_dashboard_row() -> None:
+    alarms = {a["Properties"]["MetricName"]: a["Properties"] for a in of_type("AWS::CloudWatch::Alarm").values()}
+    for metric in ("DocumentsStale", "PendingRetryDeadLettered", "TagWaitsExpired", "InterruptedClaims"):
+        assert alarms[metric]["Dimensions"] == [{"Name": "service", "Value": "reconciler"}]
+        assert alarms[metric]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    failed = [
+        a["Properties"]
+        for a in of_type("AWS::CloudWatch::Alarm").values()
+        if a["Properties"]["MetricName"] == "DocumentsFailed"
+    ]
+    # Outcome metrics come from the joiner, so only documents DocDrop sent can fire the FAILED alarm.
+    assert {a["Dimensions"][0]["Value"] for a in failed} == {"outcomes", "uploader"}
+    dashboard = props("Dashboard")["DashboardBody"]["Fn::Sub"]
+    assert "Open loops" in dashboard and '"OpenObjects"' in dashboard and '"OldestSubmittedSeconds"' in dashboard
 
 
 def test_the_dead_letter_queue_has_an_alarm_to_the_topic() -> None:
@@ -185,6 +247,8 @@ def test_outputs_name_everything_an_operator_needs() -> None:
         "DashboardUrl",
         "CobaltCredentialsSecretArn",
         "WebhookSigningSecretArn",
+        "DeadLetterQueueArn",
+        "ReconcilerFunctionName",
     } <= set(TEMPLATE["Outputs"])
 
 

@@ -132,6 +132,6 @@ def test_logs_and_metrics_carry_no_mrn_notes_or_body(webhook_stack: WebhookStack
     webhook_stack.invoke(b'{"id": "evt-x", "type": "document.uploaded", "data": {"patient_mrn": "MRN-778899"}}', {})
     logs = stream.getvalue()
     metrics = capsys.readouterr().out  # EMF metrics are printed to stdout
-    assert logs.count("webhook handled") == 2 and '"DocumentsUploaded"' in metrics
+    assert logs.count("webhook handled") == 2 and '"OutcomeEventsRecorded"' in metrics
     for output in (logs, metrics):
         assert "MRN-778899" not in output and secret_notes not in output and "MedicalRecords" not in output

@@ -16,6 +16,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
+from datetime import date
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
+from docdrop.cobalt_events import envelope_from_log_item
 from docdrop.contract import UploadFields
 
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
@@ -184,6 +186,19 @@ def backoff_seconds(attempt: int, retry_after: float | None, base: float = 0.5, 
 
 
 @dataclasses.dataclass(frozen=True)
+class EventLogPage:
+    """One page of Cobalt's event log, each item in the webhook's envelope shape (see `docdrop.cobalt_events`)."""
+
+    events: list[dict[str, Any]]
+    page: int
+    total_pages: int
+
+
+class EventLogUnavailable(Exception):
+    """The event log could not be read (no connection, an error status, an answer that is not a page)."""
+
+
+@dataclasses.dataclass(frozen=True)
 class WebhookRegistration:
     webhook_id: str | None
     secret: str
@@ -267,6 +282,41 @@ class CobaltClient:
             return False
         with response:
             return response.status_code in (200, 204)
+
+    def webhook_events(self, *, event_type: str, start_date: date, page: int, page_size: int = 100) -> EventLogPage:
+        """GET /v1/webhook-events: one page of past events of a type since `start_date`, oldest first.
+
+        Oldest first, so pages already read stay put while new events are appended: a reader can resume by page.
+        """
+        params: dict[str, str | int] = {
+            "event_type": event_type,
+            "start_date": start_date.isoformat(),
+            "page": page,
+            "page_size": min(page_size, 100),
+            "sort": "asc",
+        }
+        try:
+            response = self._session.get(
+                self._base + "/webhook-events", headers=self._headers(False), params=params, timeout=self.timeout
+            )
+        except requests.exceptions.RequestException as exc:
+            raise EventLogUnavailable(f"no answer from Cobalt's event log ({type(exc).__name__})") from None
+        except Exception as exc:  # the credentials could not be read
+            raise EventLogUnavailable(f"could not read the Cobalt credentials ({type(exc).__name__})") from None
+        with response:
+            body = _json(response)
+        items = body.get("webhook_events")
+        if response.status_code != 200 or not isinstance(items, list):
+            code = _text(body.get("error")) or ""
+            raise EventLogUnavailable(f"Cobalt's event log answered HTTP {response.status_code} {code}".strip())
+        raw_pagination = body.get("pagination")
+        pagination: dict[str, Any] = raw_pagination if isinstance(raw_pagination, dict) else {}
+        try:
+            total_pages = int(pagination.get("total_pages") or page)
+        except (TypeError, ValueError):
+            total_pages = page
+        events = [e for e in (envelope_from_log_item(i) for i in items if isinstance(i, dict)) if e is not None]
+        return EventLogPage(events, page, max(total_pages, page if items else 0))
 
     def upload_document(
         self, fields: UploadFields, filename: str, content_type: str, content: bytes, timeout: float | None = None

@@ -45,6 +45,17 @@ class Status(StrEnum):
 TERMINAL = frozenset({Status.UPLOADED, Status.FAILED, Status.REJECTED, Status.NEEDS_REVIEW, Status.STALE})
 # States from which a new delivery of the object's event may claim it again (nothing was sent to Cobalt).
 CLAIMABLE = frozenset({Status.WAITING_FOR_TAGS, Status.PENDING_RETRY, Status.BLOCKED})
+# States that still wait for something; each has a deadline and an owner (the reconciler, SQS, or a person's re-link).
+OPEN = frozenset({Status.RECEIVED, Status.WAITING_FOR_TAGS, Status.PENDING_RETRY, Status.SUBMITTED, Status.BLOCKED})
+# A REJECTED version with this flag was refused only because its tags never came: its tags, if they come, resume it.
+TAGS_EXPIRED = "tags_expired"
+# On a Cobalt document: its outcome is not yet joined to an object (feeds the sparse `by_unjoined_outcome` index).
+UNJOINED = "outcome_unjoined"
+INTERRUPTED_REASON = (
+    "The upload was interrupted after its claim: it may or may not be in the EMR; check the chart, then resolve it"
+)
+# What a claim takes off an item it resumes: a refusal's expiry and flag, a dead-letter note.
+_CLEARED_ON_CLAIM = (TAGS_EXPIRED, "dead_lettered_at", "expires_at")
 OUTCOMES = {"document.uploaded": Status.UPLOADED, "document.upload_failed": Status.FAILED}
 
 
@@ -111,6 +122,12 @@ class DocumentView:
     updated_at: str | None
     history: list[dict[str, Any]]
     events: list[dict[str, Any]]
+
+
+class JoinResult(StrEnum):
+    JOINED = "joined"  # this call moved the object to its outcome
+    ALREADY = "already"  # the object had its outcome already (a replayed stream record, or the other joiner)
+    NOT_OPEN = "not_open"  # the object is in no state an outcome closes (e.g. NEEDS_REVIEW): left as it is
 
 
 class LedgerError(Exception):
@@ -194,14 +211,14 @@ class DocumentLedger:
         attempts = e.n("attempts")
         sets.append(f"{attempts} = if_not_exists({attempts}, {e.v(0)}) + {e.v(1)}")
         claimable = ", ".join(e.v(s.value) for s in sorted(CLAIMABLE))
-        condition = f"attribute_not_exists({e.n('pk')}) OR {e.n('status')} IN ({claimable})"
+        condition = f"attribute_not_exists({e.n('pk')}) OR {e.n('status')} IN ({claimable}) OR {self._tags_expired(e)}"
         try:
             self._call(
                 "update_item",
                 TableName=self._table,
                 Key=self._object_key(ref.object_id),
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                **e.kwargs("SET " + ", ".join(sets), condition),
+                **e.kwargs("SET " + ", ".join(sets) + " REMOVE " + ", ".join(map(e.n, _CLEARED_ON_CLAIM)), condition),
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
@@ -218,8 +235,16 @@ class DocumentLedger:
         if status not in (Status.REJECTED, Status.WAITING_FOR_TAGS):
             raise ValueError(f"{status} is not decided before a claim")
         e = Expression()
-        condition = f"attribute_not_exists({e.n('pk')}) OR {e.n('status')} = {e.v(Status.WAITING_FOR_TAGS.value)}"
-        return self._set_state(ref, status, reason, e, condition, attrs)
+        condition = (
+            f"attribute_not_exists({e.n('pk')}) OR {e.n('status')} = {e.v(Status.WAITING_FOR_TAGS.value)}"
+            f" OR {self._tags_expired(e)}"
+        )
+        return self._set_state(ref, status, reason, e, condition, attrs, remove=(TAGS_EXPIRED,))
+
+    @staticmethod
+    def _tags_expired(e: Expression) -> str:
+        """Condition: REJECTED only because its tags never came (a late tagging event still resumes it)."""
+        return f"({e.n('status')} = {e.v(Status.REJECTED.value)} AND {e.n(TAGS_EXPIRED)} = {e.v(True)})"
 
     def record_claimed_state(self, ref: ObjectRef, token: str, status: Status, reason: str, **attrs: Any) -> bool:
         """A state reached by the holder of a claim (FAILED, NEEDS_REVIEW, BLOCKED, PENDING_RETRY, REJECTED)."""
@@ -233,7 +258,14 @@ class DocumentLedger:
         return self._set_state(ref, Status.NEEDS_REVIEW, reason, e, condition, {})
 
     def _set_state(
-        self, ref: ObjectRef, status: Status, reason: str, e: Expression, condition: str, attrs: Mapping[str, Any]
+        self,
+        ref: ObjectRef,
+        status: Status,
+        reason: str,
+        e: Expression,
+        condition: str,
+        attrs: Mapping[str, Any],
+        remove: tuple[str, ...] = (),
     ) -> bool:
         now = now_iso()
         sets = e.transition(
@@ -243,7 +275,8 @@ class DocumentLedger:
             {"expires_at": self._expiry(status), **_ref_attributes(ref), **attrs},
             keep_first={"created_at": now},
         )
-        return self._conditional_update(self._object_key(ref.object_id), e, "SET " + ", ".join(sets), condition)
+        update = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(e.n(a) for a in remove) if remove else "")
+        return self._conditional_update(self._object_key(ref.object_id), e, update, condition)
 
     def record_submission(self, ref: ObjectRef, token: str, document_id: str, job_id: str | None = None) -> None:
         """Cobalt accepted the upload: SUBMITTED with its document id, joined to any outcome that arrived first.
@@ -275,7 +308,10 @@ class DocumentLedger:
                         "Update": {
                             "TableName": self._table,
                             "Key": self._document_key(document_id),
-                            **doc.kwargs("SET " + ", ".join(doc_sets)),
+                            # Marked foreign before this submission was recorded: it is DocDrop's, keep it.
+                            **doc.kwargs(
+                                "SET " + ", ".join(doc_sets) + f" REMOVE {doc.n('foreign_at')}, {doc.n('expires_at')}"
+                            ),
                         }
                     },
                 ],
@@ -300,6 +336,7 @@ class DocumentLedger:
                 "outcome_reason": reason or "Cobalt reported the upload failed (no reason given)",
                 "outcome_created": event.created,
                 "outcome_at": now,
+                UNJOINED: event.outcome.value,
                 "created_at": now,
                 "expires_at": self._expiry(event.outcome),
             },
@@ -370,50 +407,225 @@ class DocumentLedger:
     def list_by_status(
         self, status: Status, older_than: timedelta | None = None, limit: int = 100, newest_first: bool = False
     ) -> list[DocumentView]:
-        """Object versions (or, for UPLOADED and FAILED, Cobalt documents) in a status, oldest first by default."""
-        outcome = status in (Status.UPLOADED, Status.FAILED)
-        index, hash_attr, range_attr = (
-            ("by_outcome", "outcome", "outcome_at") if outcome else ("by_status", "status", "status_at")
-        )
-        condition = "#h = :h"
-        values: dict[str, Any] = {":h": status.value}
-        if older_than is not None:
-            condition += " AND #r <= :cutoff"
-            values[":cutoff"] = (datetime.now(UTC) - older_than).isoformat(timespec="microseconds")
-        views: list[DocumentView] = []
-        names = {"#h": hash_attr, **({"#r": range_attr} if older_than else {})}
-        for item in self._query(index, condition, names, values, forward=not newest_first):
-            if outcome:
-                view = self.lookup_document(item["document_id"])
-            else:
-                document = self.get_document(item["document_id"]) if item.get("document_id") else None
-                view = _view(item, document)
-            if view is not None and view.status == status.value:
-                views.append(view)
-            if len(views) >= limit:
-                break
-        return views
+        """Object versions in a status, oldest first by default: one Query page per `limit` rows, never history.
 
-    def _query(
-        self, index: str, condition: str, names: Mapping[str, str], values: Mapping[str, Any], forward: bool = True
+        An object's own item carries its status once its outcome is joined, so no other item is read per row.
+        """
+        before = datetime.now(UTC) - older_than if older_than is not None else None
+        items = self.open_items(status, before=before, limit=limit, newest_first=newest_first)
+        return [_view(item, None) for item in items]
+
+    def open_items(
+        self,
+        status: Status,
+        before: datetime | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
     ) -> Iterator[dict[str, Any]]:
-        kwargs: dict[str, Any] = {
+        """Object items in `status` whose `status_at` is at or before `before`, from the `by_status` index."""
+        return self._index_items("by_status", "status", "status_at", status.value, before, limit, newest_first)
+
+    def unjoined_outcomes(self, outcome: Status, before: datetime) -> Iterator[dict[str, Any]]:
+        """Cobalt documents with an `outcome` not yet joined to an object, recorded at or before `before`."""
+        return self._index_items("by_unjoined_outcome", UNJOINED, "outcome_at", outcome.value, before, None, False)
+
+    def count_status(self, status: Status) -> tuple[int, str | None]:
+        """How many object items are in `status` and the `status_at` of the oldest: cost grows with those items only."""
+        oldest = next(self.open_items(status, limit=1), None)
+        if oldest is None:
+            return 0, None
+        kwargs = self._index_query("by_status", "status", "status_at", status.value, None, True)
+        count = 0
+        while True:
+            page = self._call("query", Select="COUNT", **kwargs)
+            count += int(page.get("Count", 0))
+            if "LastEvaluatedKey" not in page:
+                return count, str(oldest.get("status_at") or "") or None
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def get_documents(self, document_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Cobalt document items by id (BatchGetItem, 100 at a time); ids without an item are left out."""
+        found: dict[str, dict[str, Any]] = {}
+        ids = list(dict.fromkeys(document_ids))
+        for start in range(0, len(ids), 100):
+            keys = [self._document_key(i) for i in ids[start : start + 100]]
+            request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
+            while request:
+                answer = self._call("batch_get_item", RequestItems=request)
+                for raw in answer.get("Responses", {}).get(self._table, []):
+                    item = plain(raw) or {}
+                    found[str(item.get("document_id"))] = item
+                request = answer.get("UnprocessedKeys") or {}
+        return found
+
+    def _index_query(
+        self, index: str, hash_attr: str, range_attr: str, value: str, before: datetime | None, forward: bool
+    ) -> dict[str, Any]:
+        e = Expression()
+        condition = f"{e.n(hash_attr)} = {e.v(value)}"
+        if before is not None:
+            condition += f" AND {e.n(range_attr)} <= {e.v(before.isoformat(timespec='microseconds'))}"
+        return {
             "TableName": self._table,
-            "ScanIndexForward": forward,
             "IndexName": index,
+            "ScanIndexForward": forward,
             "KeyConditionExpression": condition,
-            "ExpressionAttributeNames": dict(names),
-            "ExpressionAttributeValues": item_values(values),
+            "ExpressionAttributeNames": e.names,
+            "ExpressionAttributeValues": item_values(e.values),
         }
+
+    def _index_items(
+        self,
+        index: str,
+        hash_attr: str,
+        range_attr: str,
+        value: str,
+        before: datetime | None,
+        limit: int | None,
+        newest_first: bool,
+    ) -> Iterator[dict[str, Any]]:
+        """Items of one index partition, page by page; with `limit`, pages of that size and no more rows than it."""
+        kwargs = self._index_query(index, hash_attr, range_attr, value, before, not newest_first)
+        if limit is not None:
+            kwargs["Limit"] = limit
+        returned = 0
         while True:
             page = self._call("query", **kwargs)
-            for item in page.get("Items", []):
-                found = plain(item)
+            for raw in page.get("Items", []):
+                found = plain(raw)
                 if found is not None:
                     yield found
+                    returned += 1
+                    if limit is not None and returned >= limit:
+                        return
             if "LastEvaluatedKey" not in page:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    # ----- closing open loops (the outcome joiner and the reconciler) --------------------------------------------
+    def join_outcome(self, document: Mapping[str, Any], mark: str) -> JoinResult:
+        """Move the object a Cobalt document came from to that document's outcome, with Cobalt's reason.
+
+        One conditional UpdateItem: only a SUBMITTED or STALE object with this document id moves. `mark` names this
+        write (a stream record's sequence number, a reconciler pass): when botocore retries a write whose answer was
+        lost, the item already carries the mark, and the retry is known as its own success, not someone else's.
+        """
+        outcome = Status(document["outcome"])
+        reason = str(document.get("outcome_reason") or outcome.value)
+        now = now_iso()
+        e = Expression()
+        sets = e.transition(
+            outcome,
+            reason,
+            now,
+            {
+                "joined_mark": mark,
+                "outcome_created": document.get("outcome_created"),
+                "expires_at": self._expiry(outcome),
+            },
+        )
+        open_states = f"{e.v(Status.SUBMITTED.value)}, {e.v(Status.STALE.value)}"
+        condition = f"{e.n('document_id')} = {e.v(str(document['document_id']))} AND {e.n('status')} IN ({open_states})"
+        try:
+            self._call(
+                "update_item",
+                TableName=self._table,
+                Key=self._object_key(str(document["object_id"])),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **e.kwargs("SET " + ", ".join(sets), condition),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise LedgerError(f"DynamoDB join failed: {exc.response['Error']['Code']}") from exc
+            old: Any = exc.response.get("Item")
+            current = plain(old) or {}
+            if current.get("joined_mark") == mark:
+                return JoinResult.JOINED  # our own earlier try was applied; its answer was lost
+            return JoinResult.ALREADY if current.get("status") == outcome.value else JoinResult.NOT_OPEN
+        return JoinResult.JOINED
+
+    def clear_unjoined(self, document_id: str) -> None:
+        """Take a joined Cobalt document out of the `by_unjoined_outcome` index (so sweeps never read history)."""
+        e = Expression()
+        self._conditional_update(
+            self._document_key(document_id), e, f"REMOVE {e.n(UNJOINED)}", f"attribute_exists({e.n('pk')})"
+        )
+
+    def mark_foreign(self, document_id: str, expires_at: datetime) -> bool:
+        """An outcome no DocDrop object claimed within the grace period: not DocDrop's. It expires (TTL) and leaves
+        the unjoined index. True the first time only; never over a document whose submission is recorded."""
+        now = now_iso()
+        e = Expression()
+        sets = e.assign({"expires_at": int(expires_at.timestamp()), "updated_at": now}, keep_first={"foreign_at": now})
+        update = "SET " + ", ".join(sets) + f" REMOVE {e.n(UNJOINED)}"
+        try:
+            answer = self._call(
+                "update_item",
+                TableName=self._table,
+                Key=self._document_key(document_id),
+                ReturnValues="UPDATED_OLD",
+                **e.kwargs(update, f"attribute_exists({e.n('pk')}) AND attribute_not_exists({e.n('object_id')})"),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise LedgerError(f"DynamoDB update failed: {exc.response['Error']['Code']}") from exc
+        return "foreign_at" not in answer.get("Attributes", {})
+
+    def item_ref(self, item: Mapping[str, Any]) -> ObjectRef:
+        return ObjectRef(str(item["bucket"]), str(item["key"]), str(item["version_id"]))
+
+    def _transition_from(
+        self, item: Mapping[str, Any], status: Status, reason: str, attrs: Mapping[str, Any] | None = None
+    ) -> bool:
+        """Move an object item read from an index to `status`, only if nobody changed it since it was read."""
+        e = Expression()
+        condition = (
+            f"{e.n('status')} = {e.v(str(item['status']))} AND {e.n('status_at')} = {e.v(str(item['status_at']))}"
+        )
+        return self._set_state(self.item_ref(item), status, reason, e, condition, attrs or {})
+
+    def mark_stale(self, item: Mapping[str, Any], reason: str) -> bool:
+        """SUBMITTED with no outcome by the deadline → STALE (an outcome that comes later still joins it)."""
+        return self._transition_from(item, Status.STALE, reason)
+
+    def expire_tag_wait(self, item: Mapping[str, Any], reason: str) -> bool:
+        """WAITING_FOR_TAGS past its deadline → REJECTED; the version's own tags, if they come, still resume it."""
+        return self._transition_from(item, Status.REJECTED, reason, {TAGS_EXPIRED: True})
+
+    def note_dead_lettered(self, item: Mapping[str, Any], reason: str) -> bool:
+        """PENDING_RETRY whose message has used up its deliveries: it stays PENDING_RETRY (a redrive resumes it),
+        and its reason says so and how to redrive."""
+        return self._transition_from(item, Status.PENDING_RETRY, reason, {"dead_lettered_at": now_iso()})
+
+    # ----- one reconciler at a time, and where it stopped -------------------------------------------------------
+    def acquire_run_lease(self, name: str, owner: str, seconds: float) -> bool:
+        """A lease on a named job (e.g. the reconciler): True for exactly one owner until it expires or is released."""
+        now = datetime.now(UTC)
+        e = Expression()
+        sets = e.assign(
+            {"owner": owner, "lease_until": (now + timedelta(seconds=seconds)).isoformat(timespec="microseconds")}
+        )
+        condition = (
+            f"attribute_not_exists({e.n('pk')}) OR {e.n('lease_until')} < {e.v(now.isoformat(timespec='microseconds'))}"
+            f" OR {e.n('owner')} = {e.v(owner)}"
+        )
+        return self._conditional_update(self._run_key(name), e, "SET " + ", ".join(sets), condition)
+
+    def release_run_lease(self, name: str, owner: str, state: Mapping[str, Any]) -> None:
+        """End the lease and keep `state` (where the job stopped) for the next run."""
+        e = Expression()
+        sets = e.assign({"state": dict(state), "lease_until": "", "updated_at": now_iso()})
+        self._conditional_update(self._run_key(name), e, "SET " + ", ".join(sets), f"{e.n('owner')} = {e.v(owner)}")
+
+    def run_state(self, name: str) -> dict[str, Any]:
+        item = self._get(self._run_key(name)) or {}
+        state = item.get("state")
+        return dict(state) if isinstance(state, Mapping) else {}
+
+    @staticmethod
+    def _run_key(name: str) -> dict[str, Any]:
+        return {"pk": {"S": f"RUN#{name}"}, "sk": {"S": "RUN"}}
 
 
 def _view(obj: Mapping[str, Any] | None, document: Mapping[str, Any] | None) -> DocumentView:

@@ -82,11 +82,9 @@ class Expression:
         return clauses
 
     def kwargs(self, update: str, condition: str | None = None) -> dict[str, Any]:
-        result: dict[str, Any] = {
-            "UpdateExpression": update,
-            "ExpressionAttributeNames": self.names,
-            "ExpressionAttributeValues": item_values(self.values),
-        }
+        result: dict[str, Any] = {"UpdateExpression": update, "ExpressionAttributeNames": self.names}
+        if self.values:  # DynamoDB refuses an empty value map
+            result["ExpressionAttributeValues"] = item_values(self.values)
         if condition:
             result["ConditionExpression"] = condition
         return result

@@ -32,6 +32,21 @@ class MetricName(StrEnum):
     WEBHOOK_IGNORED_EVENT = "WebhookIgnoredEvent"
     WEBHOOK_LEDGER_ERROR = "WebhookLedgerError"
     LOGIN_REQUIRED = "LoginRequired"
+    OUTCOME_EVENTS_RECORDED = "OutcomeEventsRecorded"  # webhook: signed document outcomes kept (DocDrop's or not)
+    # The outcome joiner and the reconciler: open loops closed, and how many remain open for how long.
+    RECOVERED_FROM_EVENT_LOG = "RecoveredFromEventLog"
+    EVENT_LOG_UNAVAILABLE = "EventLogUnavailable"
+    DOCUMENTS_STALE = "DocumentsStale"
+    TAG_WAITS_EXPIRED = "TagWaitsExpired"
+    INTERRUPTED_CLAIMS = "InterruptedClaims"
+    PENDING_RETRY_DEAD_LETTERED = "PendingRetryDeadLettered"
+    FOREIGN_OUTCOMES = "ForeignOutcomes"
+    OPEN_OBJECTS = "OpenObjects"
+    OLDEST_OPEN_SECONDS = "OldestOpenSeconds"
+    OPEN_SUBMITTED = "OpenSubmitted"
+    OPEN_SUBMITTED_PAST_GRACE = "OpenSubmittedPastGrace"
+    OLDEST_SUBMITTED_SECONDS = "OldestSubmittedSeconds"
+    RECONCILER_INCOMPLETE = "ReconcilerIncomplete"
 
 
 def build_logger(service: str) -> Logger:

@@ -69,3 +69,62 @@ class UploaderSettings:
         if settings.server_error_policy not in ("needs_review", "retry"):
             raise RuntimeError("COBALT_SERVER_ERROR_POLICY must be needs_review or retry")
         return settings
+
+
+@dataclasses.dataclass(frozen=True)
+class JoinerSettings:
+    ledger_table: str
+    record_retention_days: int = 0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> JoinerSettings:
+        return cls(
+            ledger_table=_required(env, "LEDGER_TABLE"),
+            record_retention_days=int(env.get("RECORD_RETENTION_DAYS") or 0),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class ReconcilerSettings:
+    """The deadlines of open states (template parameters; fractions allowed, so a local stack can use seconds)."""
+
+    ledger_table: str
+    cobalt_base_url: str
+    cobalt_credentials_secret: str
+    record_retention_days: int = 0
+    outcome_grace_minutes: float = 15.0
+    stale_after_hours: float = 24.0
+    tag_wait_hours: float = 72.0
+    # SQS gives up on a message after visibility timeout x maxReceiveCount; past this, a PENDING_RETRY is in the DLQ.
+    retry_horizon_minutes: float = 50.0
+    foreign_retention_days: float = 7.0
+    dead_letter_queue_arn: str = ""
+    connect_timeout_seconds: float = 3.05
+    read_timeout_seconds: float = 10.0
+    secret_max_age_seconds: int = 300
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> ReconcilerSettings:
+        optional: dict[str, Any] = {}
+        for field, name in (
+            ("outcome_grace_minutes", "OUTCOME_GRACE_MINUTES"),
+            ("stale_after_hours", "STALE_AFTER_HOURS"),
+            ("tag_wait_hours", "TAG_WAIT_HOURS"),
+            ("retry_horizon_minutes", "RETRY_HORIZON_MINUTES"),
+            ("foreign_retention_days", "FOREIGN_RETENTION_DAYS"),
+            ("connect_timeout_seconds", "COBALT_CONNECT_TIMEOUT"),
+            ("read_timeout_seconds", "COBALT_READ_TIMEOUT"),
+        ):
+            if env.get(name):
+                optional[field] = float(env[name])
+        settings = cls(
+            ledger_table=_required(env, "LEDGER_TABLE"),
+            cobalt_base_url=_required(env, "COBALT_BASE_URL").rstrip("/"),
+            cobalt_credentials_secret=_required(env, "COBALT_CREDENTIALS_SECRET"),
+            record_retention_days=int(env.get("RECORD_RETENTION_DAYS") or 0),
+            dead_letter_queue_arn=env.get("DEAD_LETTER_QUEUE_ARN", ""),
+            **optional,
+        )
+        if settings.stale_after_hours * 60 < settings.outcome_grace_minutes:
+            raise RuntimeError("STALE_AFTER_HOURS must not be shorter than OUTCOME_GRACE_MINUTES")
+        return settings

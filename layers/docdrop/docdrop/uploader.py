@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 from docdrop.cobalt import CobaltAnswer, CobaltClient, Verdict, backoff_seconds
 from docdrop.contract import Accepted, Refused, UploadFields, read_contract
 from docdrop.filetype import EXTENSIONS, MAX_DOCUMENT_BYTES, SNIFF_BYTES, sniff_content_type
-from docdrop.ledger import CLAIMABLE, DocumentLedger, LedgerError, ObjectRef, Status
+from docdrop.ledger import CLAIMABLE, INTERRUPTED_REASON, TAGS_EXPIRED, DocumentLedger, LedgerError, ObjectRef, Status
 from docdrop.observability import MetricName
 from docdrop.s3_events import ObjectEvent, UnreadableMessage, parse_s3_notifications
 
@@ -147,7 +147,9 @@ class DocumentUploader:
             if isinstance(decision, Refused):
                 return self._refuse(ref, decision.reason)
             if not isinstance(decision, Accepted):
-                return self._record_unclaimed(ref, Status.WAITING_FOR_TAGS, decision.reason)
+                return self._record_unclaimed(
+                    ref, Status.WAITING_FOR_TAGS, decision.reason, missing_tags=list(decision.missing)
+                )
             content: bytes = opened.body.read(MAX_DOCUMENT_BYTES + 1)
         content_type = sniff_content_type(content[:SNIFF_BYTES])
         if content_type is None or not content or len(content) > MAX_DOCUMENT_BYTES:
@@ -215,14 +217,13 @@ class DocumentUploader:
     # ----- states before a claim ----------------------------------------------------------------------------------
     def _settled(self, ref: ObjectRef, current: dict[str, Any] | None) -> ObjectResult | None:
         """What an existing ledger item means for this event: None to go on, else the result (duplicate, review...)."""
-        if current is None or current.get("status") in CLAIMABLE:
-            return None
+        if current is None or current.get("status") in CLAIMABLE or current.get(TAGS_EXPIRED):
+            return None  # new, resumable, or refused only because its tags never came (they may have come now)
         status = Status(current["status"])
         if status is Status.RECEIVED:
             if str(current.get("lease_until", "")) >= datetime.now(UTC).isoformat(timespec="microseconds"):
                 raise RetryLater(f"object {ref.object_id}: another invocation holds its claim")
-            reason = "The upload was interrupted after its claim: it may or may not be in the EMR; check, then resolve"
-            if not self._ledger.mark_interrupted(ref, reason):
+            if not self._ledger.mark_interrupted(ref, INTERRUPTED_REASON):
                 raise RetryLater(f"object {ref.object_id}: its state changed while it was read")
             self.logger.warning("interrupted upload marked for review", extra={"object_id": ref.object_id})
             review = _count(MetricName.DOCUMENTS_NEEDS_REVIEW)
@@ -236,9 +237,9 @@ class DocumentUploader:
     def _refuse(self, ref: ObjectRef, reason: str) -> ObjectResult:
         return self._record_unclaimed(ref, Status.REJECTED, reason)
 
-    def _record_unclaimed(self, ref: ObjectRef, status: Status, reason: str) -> ObjectResult:
+    def _record_unclaimed(self, ref: ObjectRef, status: Status, reason: str, **attrs: Any) -> ObjectResult:
         """REJECTED or WAITING_FOR_TAGS; when another writer got there first, what that writer's state means."""
-        if not self._ledger.record_unclaimed_state(ref, status, reason):
+        if not self._ledger.record_unclaimed_state(ref, status, reason, **attrs):
             return self._settled(ref, self._ledger.get_object(ref)) or ObjectResult(ref.object_id, None)
         self.logger.info("recorded before sending", extra={"object_id": ref.object_id, "status": status.value})
         metric = MetricName.DOCUMENTS_REJECTED if status is Status.REJECTED else MetricName.DOCUMENTS_WAITING_FOR_TAGS

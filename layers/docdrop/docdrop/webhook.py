@@ -8,7 +8,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from docdrop.ledger import OUTCOMES, DocumentLedger, LedgerError, OutcomeEvent
+from docdrop.cobalt_events import outcome_event_from
+from docdrop.ledger import OUTCOMES, DocumentLedger, LedgerError
 from docdrop.observability import MetricName
 from docdrop.signature import verify_cobalt_signature
 
@@ -76,16 +77,19 @@ def handle_cobalt_webhook(
     data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}
     try:
         if event_type in OUTCOMES:
-            outcome = _outcome_event(event, data, headers)
+            try:
+                attempt: int | None = int(headers.get("webhook-attempt", ""))
+            except ValueError:
+                attempt = None
+            outcome = outcome_event_from(
+                event, attempt=attempt, created_fallback=headers.get("webhook-timestamp") or ""
+            )
             if outcome is None:
                 metrics.add_metric(MetricName.WEBHOOK_BAD_REQUEST, "Count", 1)
                 return WebhookAnswer(400, {"error": "document event without data.document_id"})
             recorded = ledger.record_outcome(outcome)
-            if recorded:
-                name = (
-                    MetricName.DOCUMENTS_UPLOADED if event_type == "document.uploaded" else MetricName.DOCUMENTS_FAILED
-                )
-                metrics.add_metric(name, "Count", 1)
+            if recorded:  # DocumentsUploaded/Failed are counted when joined to an object (docdrop.outcomes)
+                metrics.add_metric(MetricName.OUTCOME_EVENTS_RECORDED, "Count", 1)
         elif event_type == "access_token.login_required":
             reference = str(
                 data.get("access_token_reference_id") or event.get("access_token_reference_id") or "unknown"
@@ -112,34 +116,3 @@ def handle_cobalt_webhook(
 def event_family(event_type: str) -> str:
     family = event_type.split(".", 1)[0]
     return family if family in KNOWN_FAMILIES else "other"
-
-
-def _outcome_event(
-    event: Mapping[str, Any], data: Mapping[str, Any], headers: Mapping[str, str]
-) -> OutcomeEvent | None:
-    document_id = data.get("document_id")
-    if not isinstance(document_id, str | int) or isinstance(document_id, bool) or not str(document_id):
-        return None
-    reasons = tuple(
-        {"code": str(r.get("code", "")), "description": str(r.get("description", ""))}
-        for r in data.get("reasons") or []
-        if isinstance(r, dict)
-    )
-    try:
-        attempt: int | None = int(headers.get("webhook-attempt", ""))
-    except ValueError:
-        attempt = None
-    job_id = event.get("job_id")
-    failure_reason = data.get("failure_reason")
-    reference = event.get("access_token_reference_id")
-    return OutcomeEvent(
-        event_id=str(event["id"]),
-        event_type=str(event["type"]),
-        document_id=str(document_id),
-        created=str(event.get("created") or headers.get("webhook-timestamp") or ""),
-        failure_reason=str(failure_reason) if failure_reason else None,
-        reasons=reasons,
-        job_id=str(job_id) if job_id is not None else None,
-        access_token_reference_id=str(reference) if reference else None,
-        attempt=attempt,
-    )

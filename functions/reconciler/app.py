@@ -1,0 +1,45 @@
+"""Reconciler (scheduled, one invocation at a time): closes open loops by their deadlines. Thin: build collaborators
+once, run one time-boxed pass, return what it did (the `docdrop reconcile` command prints it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from docdrop.cobalt import CobaltClient
+from docdrop.ledger import DocumentLedger
+from docdrop.observability import build_logger, build_metrics
+from docdrop.outcomes import OutcomeJoiner
+from docdrop.reconciler import Deadlines, Reconciler
+from docdrop.secret_documents import SecretDocument
+from docdrop.settings import ReconcilerSettings
+from docdrop.uploader import Deadline
+
+settings = ReconcilerSettings.from_env()
+logger = build_logger("reconciler")
+metrics = build_metrics("reconciler")
+_AWS = Config(connect_timeout=2, read_timeout=10, retries={"max_attempts": 4, "mode": "standard"})
+credentials = SecretDocument(
+    settings.cobalt_credentials_secret, settings.secret_max_age_seconds, boto3.client("secretsmanager", config=_AWS)
+)
+ledger = DocumentLedger(boto3.client("dynamodb", config=_AWS), settings.ledger_table, settings.record_retention_days)
+reconciler = Reconciler(
+    ledger,
+    CobaltClient(
+        settings.cobalt_base_url,
+        lambda refresh: credentials.get(refresh=refresh),
+        connect_timeout=settings.connect_timeout_seconds,
+        read_timeout=settings.read_timeout_seconds,
+    ),
+    OutcomeJoiner(ledger, metrics, logger),
+    Deadlines.from_settings(settings),
+    metrics=metrics,
+    logger=logger,
+    dead_letter_queue_arn=settings.dead_letter_queue_arn,
+)
+
+
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return reconciler.run(Deadline.from_context(context)).to_dict()

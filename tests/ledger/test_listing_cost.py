@@ -1,0 +1,97 @@
+"""Listing a status costs in proportion to the rows it returns, never to history: 1,000 closed documents beside
+3 open ones cost the same DynamoDB calls as the 3 alone."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from docdrop.ledger import DocumentLedger, ObjectRef, OutcomeEvent, Status
+from docdrop.outcomes import OutcomeJoiner
+
+from local import cli
+from tests.support.aws import dynamodb_client
+
+
+class NoMetrics:
+    def add_metric(self, name: str, unit: str, value: float) -> None:
+        pass
+
+
+def _counting(ledger: DocumentLedger) -> Counter[str]:
+    calls: Counter[str] = Counter()
+    ledger._client.meta.events.register("before-call.dynamodb", lambda model, **kw: calls.update([model.name]))
+    return calls
+
+
+def _close(ledger: DocumentLedger, count: int) -> None:
+    """`count` documents through the real path: claim, submission, webhook outcome, join (8 at a time)."""
+    joiner = OutcomeJoiner(ledger, NoMetrics(), logging.getLogger("test"))
+
+    def one(i: int) -> None:
+        ref = ObjectRef("inbox", f"inbox/closed-{i}.pdf", "v1")
+        document_id = f"{i:016d}"
+        claim = ledger.claim(ref, lease_seconds=60)
+        ledger.record_submission(ref, claim.token, document_id)
+        ledger.record_outcome(OutcomeEvent(f"evt-{i}", "document.uploaded", document_id, "2026-11-30T10:00:00Z"))
+        joiner.join(ledger.get_document(document_id) or {}, mark=f"m-{i}")
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(one, range(count)))
+
+
+def _open(ledger: DocumentLedger, count: int) -> None:
+    for i in range(count):
+        ref = ObjectRef("inbox", f"inbox/open-{i}.pdf", "v1")
+        claim = ledger.claim(ref, lease_seconds=60)
+        ledger.record_submission(ref, claim.token, f"9{i:015d}")
+
+
+def _list_submitted(endpoint: str, table: str) -> tuple[list[str], Counter[str]]:
+    ledger = DocumentLedger(dynamodb_client(endpoint), table)  # its own client: only its own calls are counted
+    calls = _counting(ledger)
+    keys = [str(view.key) for view in ledger.list_by_status(Status.SUBMITTED, limit=50)]
+    return keys, calls
+
+
+def test_listing_submitted_costs_the_same_over_1000_closed_documents_as_over_none(
+    ddb: Any, ledger_table: str, dynamodb_endpoint: str
+) -> None:
+    ledger = DocumentLedger(dynamodb_client(dynamodb_endpoint, max_pool_connections=16), ledger_table)
+    _open(ledger, 3)
+    alone, calls_alone = _list_submitted(dynamodb_endpoint, ledger_table)
+
+    _close(ledger, 1000)
+    beside_history, calls_with_history = _list_submitted(dynamodb_endpoint, ledger_table)
+
+    assert sorted(alone) == sorted(beside_history) == [f"inbox/open-{i}.pdf" for i in range(3)]
+    assert calls_alone == calls_with_history == Counter({"Query": 1})
+    assert len(DocumentLedger(ddb, ledger_table).list_by_status(Status.UPLOADED, limit=1000)) == 1000
+
+
+def test_docdrop_status_submitted_makes_one_query(
+    ddb: Any, ledger_table: str, dynamodb_endpoint: str, monkeypatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_endpoint)
+    ledger = DocumentLedger(ddb, ledger_table)
+    _open(ledger, 3)
+    _close(ledger, 20)
+    calls: Counter[str] = Counter()
+    original = cli.Target.client
+
+    def counted(self: cli.Target, service: str) -> Any:
+        client = original(self, service)
+        client.meta.events.register("before-call.*", lambda model, **kw: calls.update([model.name]))
+        return client
+
+    cli.Target.client = counted  # type: ignore[method-assign]
+    out = io.StringIO()
+    try:
+        code = cli.main(["status", "--status", "SUBMITTED", "--table", ledger_table, "--region", "us-east-1"], out)
+    finally:
+        cli.Target.client = original  # type: ignore[method-assign]
+    assert code == 0 and calls == Counter({"Query": 1})
+    assert out.getvalue().count("open-") == 3
