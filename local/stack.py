@@ -196,7 +196,7 @@ class LocalStack:
         )
         self.webhook = load_handler_module("webhook")
         self._log_to_file(self.webhook, logs_dir / "webhook.log")
-        adapter = WebhookAdapter(self.webhook.handler).start()
+        adapter = WebhookAdapter(_metrics_off(self.webhook)).start()
         self._exit.callback(adapter.stop)
 
         # The same set-up step as production: register the URL with Cobalt, keep the secret it answers with.
@@ -218,7 +218,7 @@ class LocalStack:
             sqs,
             self.queues.queue_url,
             self.queues.queue_arn,
-            self.uploader.handler,
+            _metrics_off(self.uploader),
             settings,
             visibility_timeout=options.visibility_timeout_seconds,
         )
@@ -235,7 +235,7 @@ class LocalStack:
         streams = boto3.client("dynamodbstreams", endpoint_url=dynamodb_url, region_name=REGION)
         stream_arn = dynamodb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
         self.stream_source = DynamoDBStreamSource(
-            streams, stream_arn, self.outcome_joiner.handler, outcome_joiner_stream_source(template)
+            streams, stream_arn, _metrics_off(self.outcome_joiner), outcome_joiner_stream_source(template)
         )
         self._start_thread("ledger-stream", self.stream_source.run)
 
@@ -289,7 +289,7 @@ class LocalStack:
             raise RuntimeError("the stack is not started")
         with self._reconciler_lock:
             context = LocalLambdaContext("reconciler", timeout_seconds=self._reconciler_timeout)
-            report: dict[str, Any] = self.reconciler.handler({"source": "local.schedule"}, context)
+            report: dict[str, Any] = _metrics_off(self.reconciler)({"source": "local.schedule"}, context)
         return report
 
     def _start_moto(self) -> str:
@@ -351,3 +351,19 @@ class LocalStack:
                 else:
                     os.environ[key] = value
             self._saved_env.clear()
+
+
+def _metrics_off(function: ModuleType) -> Callable[[dict[str, Any], Any], Any]:
+    """A function's handler as the local stack invokes it, with metrics off (POWERTOOLS_METRICS_DISABLED).
+
+    Powertools does not clear disabled metrics and prints them anyway at their 100th value, on the demo's console;
+    every function here shares one process (Lambda gives each its own), so they are cleared after each invocation.
+    """
+
+    def invoke(event: dict[str, Any], context: Any) -> Any:
+        try:
+            return function.handler(event, context)
+        finally:
+            function.metrics.clear_metrics()
+
+    return invoke

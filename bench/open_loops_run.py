@@ -1,0 +1,106 @@
+"""`make open-loops`: 1,000 documents through the whole local stack with 3 % of Cobalt's webhooks never sent, and the
+reconciler's deadlines in seconds. Prints where every document ended, how many stayed open once the grace period had
+passed (the claim is 0), how many outcomes came from Cobalt's event log, and how many documents reached Cobalt more
+than once (the claim is 0). Figures are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlencode
+
+import boto3
+from docdrop.ledger import OPEN, DocumentLedger, Status
+
+from local.cobalt_sandbox import FaultSettings
+from local.samples import pdf_bytes
+from local.stack import LocalStack, StackOptions
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--documents", type=int, default=1000)
+    parser.add_argument("--webhook-never-sent", type=float, default=0.03)
+    parser.add_argument("--unknown-mrn", type=float, default=0.05, help="share of documents the EMR refuses")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--timeout", type=float, default=900.0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
+    grace, every = 20.0, 5.0
+    options = StackOptions(
+        state_dir=Path(tempfile.mkdtemp(prefix="docdrop-open-loops-")),
+        faults=FaultSettings(seed=args.seed, webhook_never_sent=args.webhook_never_sent),
+        processing_delay_seconds=0.2,
+        batching_window_seconds=0,
+        reconcile_every_seconds=every,
+        outcome_grace_seconds=grace,
+        stale_after_seconds=120,
+        tag_wait_seconds=60,
+    )
+    with LocalStack(options) as stack:
+        info = stack.info
+        assert info is not None and stack.sandbox is not None
+        s3 = boto3.client("s3", endpoint_url=info.aws_endpoint_url, region_name=info.region)
+        ledger = DocumentLedger(
+            boto3.client("dynamodb", endpoint_url=info.dynamodb_endpoint_url, region_name=info.region), info.table
+        )
+        unknown_every = round(1 / args.unknown_mrn) if args.unknown_mrn else 0
+        body = pdf_bytes("open loops")
+
+        def drop(i: int) -> None:
+            mrn = "999999" if unknown_every and i % unknown_every == 0 else f"10000{1 + i % 3}"
+            s3.put_object(
+                Bucket=info.bucket,
+                Key=f"{info.prefix}run/{i:05d}.pdf",
+                Body=body,
+                Tagging=urlencode({"patient_mrn": mrn, "folder_name": "MedicalRecords"}),
+            )
+
+        started = time.monotonic()
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(drop, range(args.documents)))
+        dropped = time.monotonic()
+        print(f"Dropped {args.documents} documents in {dropped - started:.1f} s; waiting for every one to close...")
+        open_now = args.documents
+        last = ""
+        while time.monotonic() - dropped < args.timeout:
+            counts = {s: ledger.count_status(s)[0] for s in Status}
+            open_now = sum(counts[s] for s in OPEN)
+            closed = sum(counts[s] for s in Status if s not in OPEN)
+            line = f"  [{time.monotonic() - dropped:5.0f}s] open {open_now}, closed {closed}"
+            if line.split("]")[1] != last:
+                print(line, flush=True)
+                last = line.split("]")[1]
+            if closed >= args.documents and open_now == 0:
+                break
+            time.sleep(2)
+        settled = time.monotonic()
+        counts = {s: ledger.count_status(s)[0] for s in Status}
+        never_sent = sum(1 for f in stack.sandbox.fault_log if f.get("webhook_never_sent"))
+        from_log = 0
+        for status in (Status.UPLOADED, Status.FAILED):
+            for view in ledger.list_by_status(status, limit=args.documents * 2):
+                document = ledger.get_document(view.document_id or "") or {}
+                from_log += any(e.get("source") == "event_log" for e in document.get("events", []))
+        copies = Counter(d["filename"] for d in stack.sandbox._public_documents())
+        twice = sum(1 for n in copies.values() if n > 1)
+        print()
+        print(f"documents dropped:                     {args.documents}")
+        print("ended:                                 " + ", ".join(f"{s.value} {n}" for s, n in counts.items() if n))
+        print(f"open at the end:                       {sum(counts[s] for s in OPEN)}")
+        print(f"webhooks the sandbox never sent:       {never_sent}")
+        print(f"outcomes recovered from the event log: {from_log}")
+        print(f"documents that reached Cobalt twice:   {twice} (of {len(copies)} that reached it)")
+        took = settled - dropped
+        print(f"drop -> last document closed:          {took:.0f} s (grace {grace:g} s, a pass every {every:g} s)")
+    return 0 if open_now == 0 and twice == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
