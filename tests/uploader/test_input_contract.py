@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from docdrop.contract import (
     FIELDS,
@@ -103,6 +105,14 @@ def test_two_spellings_of_one_field_with_different_values_are_refused() -> None:
     assert isinstance(result, Refused) and "patient_mrn" in result.reason
 
 
+@pytest.mark.parametrize(
+    "notes", ["=?UTF-8?B?Q===?=", "=?utf-8?q?caf=C3?=", "=?x-unknown?B?Q2Fmw6k=?=", "=?UTF-8?B?Q2Fm?= =?UTF-8?B?Q===?="]
+)
+def test_metadata_encoded_words_that_do_not_decode_are_refused_with_a_reason(notes: str) -> None:
+    result = read_contract({}, {"patient_mrn": "100001", "folder_name": "A", "notes": notes})
+    assert isinstance(result, Refused) and result.reason.startswith("Metadata notes is RFC 2047 encoded text")
+
+
 def test_refusal_reasons_never_quote_the_mrn_or_notes() -> None:
     secret = "MRN-SECRET-77"
     for tags, metadata in (
@@ -117,12 +127,36 @@ def test_refusal_reasons_never_quote_the_mrn_or_notes() -> None:
 keys = st.sampled_from([*FIELDS, "PATIENT-MRN", "Folder-Name", "Is-Reviewed", "other", "x-amz-meta-notes"]) | st.text(
     max_size=20
 )
-values = st.sampled_from(["", " ", "true", "No", "1", "A/B", "../x", "/", "100001"]) | st.text(max_size=1100)
 
 
-@settings(max_examples=400, deadline=None)
+def _encoded_word(charset: str, encoding: str, payload: str) -> str:
+    return f"=?{charset}?{encoding}?{payload}?="
+
+
+# RFC 2047 encoded-words as clients send non-ASCII metadata: valid ones, and broken base64, quoted-printable, charsets.
+encoded_words = st.builds(
+    lambda text, charset: _encoded_word(charset, "B", base64.b64encode(text.encode("utf-8")).decode()),
+    st.text(max_size=60),
+    st.sampled_from(["UTF-8", "utf-8"]),
+) | st.builds(
+    _encoded_word,
+    st.sampled_from(["UTF-8", "utf-8", "iso-8859-1", "x-unknown", "utf-16"]),
+    st.sampled_from(["B", "b", "Q", "q"]),
+    st.text(alphabet="ABCDEFabcdef0123456789+/=_?-%!", max_size=30),
+)
+values = (
+    st.sampled_from(["", " ", "true", "No", "1", "A/B", "../x", "/", "100001"])
+    | st.text(max_size=1100)
+    | encoded_words
+    | st.lists(encoded_words, min_size=1, max_size=3).map(" ".join)
+)
+
+
+@settings(max_examples=1500, deadline=None)
 @given(tags=st.dictionaries(keys, values, max_size=10), metadata=st.dictionaries(keys, values, max_size=10))
-def test_no_tag_or_metadata_combination_crashes_the_parser(tags: dict[str, str], metadata: dict[str, str]) -> None:
+def test_every_tag_and_metadata_set_is_accepted_waits_or_is_refused_with_a_reason(
+    tags: dict[str, str], metadata: dict[str, str]
+) -> None:
     result = read_contract(tags, metadata)
     if isinstance(result, Accepted):
         form = result.fields.form()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from email.errors import HeaderParseError
 from email.header import decode_header, make_header
 
 MAX_NOTES_CHARS = 1000
@@ -69,14 +70,18 @@ def normalise_key(key: str) -> str:
     return key.strip().lower().replace("-", "_")
 
 
+class _Undecodable(Exception):
+    """A metadata value written as RFC 2047 encoded-words that do not decode."""
+
+
 def _decode_metadata(value: str) -> str:
     """S3 metadata is ASCII; clients send other text as RFC 2047 encoded-words (=?UTF-8?B?...?=)."""
     if "=?" not in value:
         return value
     try:
         return str(make_header(decode_header(value)))
-    except (ValueError, LookupError, UnicodeDecodeError):
-        return value
+    except (ValueError, LookupError, HeaderParseError) as exc:  # bad base64, unknown charset, bytes not in it
+        raise _Undecodable from exc
 
 
 def _collect(tags: Mapping[str, str], metadata: Mapping[str, str]) -> tuple[dict[str, str], str | None]:
@@ -88,7 +93,13 @@ def _collect(tags: Mapping[str, str], metadata: Mapping[str, str]) -> tuple[dict
             field = normalise_key(raw_key)
             if field not in FIELDS:
                 continue
-            value = _decode_metadata(raw_value) if decode else raw_value
+            try:
+                value = _decode_metadata(raw_value) if decode else raw_value
+            except _Undecodable:
+                return {}, (
+                    f"Metadata {field} is RFC 2047 encoded text that does not decode (broken base64 or charset); "
+                    "send it again encoded as =?UTF-8?B?<base64 of the UTF-8 text>?="
+                )
             if field in seen and seen[field] != value:
                 kind = "tags" if source is tags else "metadata"
                 return {}, f"Two {kind} name {field} with different values; keep one"
