@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import date
 from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 import requests
-from docdrop.cobalt import CobaltClient, Verdict, backoff_seconds, classify_exception, classify_response
+from docdrop.cobalt import (
+    CobaltClient,
+    EventLogUnavailable,
+    Verdict,
+    backoff_seconds,
+    classify_exception,
+    classify_response,
+)
 from docdrop.contract import UploadFields
 from urllib3.exceptions import NewConnectionError, ProtocolError
 
@@ -159,3 +170,45 @@ def test_a_refused_connection_is_retryable_because_nothing_left() -> None:
         FIELDS, "a.pdf", "application/pdf", pdf_bytes()
     )
     assert answer.verdict is Verdict.RETRY
+
+
+@contextmanager
+def _redirecting_to(target: str, status: int) -> Iterator[str]:
+    """A server on 127.0.0.1 that answers every request with `status` and Location: `target`."""
+
+    class Redirect(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            self.rfile.read(length)
+            self.send_response(status)
+            self.send_header("Location", target + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_POST = do_GET = do_DELETE = _answer
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_never_followed_and_nothing_reaches_the_other_host(sandbox: CobaltSandbox, status: int) -> None:
+    elsewhere = sandbox.base_url.removesuffix("/v1")
+    with _redirecting_to(elsewhere, status) as base_url:
+        client = CobaltClient(base_url, lambda refresh: AUTH)
+        answer = client.upload_document(FIELDS, "a.pdf", "application/pdf", pdf_bytes())
+        with pytest.raises(EventLogUnavailable):
+            client.webhook_events(event_type="document.uploaded", start_date=date(2026, 11, 30), page=1)
+        with pytest.raises(RuntimeError):
+            client.register_webhook("https://example.test/hook")
+    assert answer.verdict is Verdict.FAILED and answer.status_code == status and base_url in answer.reason
+    assert sandbox._public_documents() == [] and sandbox.webhooks == {}  # the credentials and the file stayed home

@@ -259,6 +259,7 @@ class CobaltClient:
             headers=self._headers(False),
             json={"webhook_url": webhook_url},
             timeout=self.timeout,
+            allow_redirects=False,
         )
         with response:
             body = _json(response)
@@ -276,7 +277,10 @@ class CobaltClient:
         """DELETE /v1/webhook/{id}; False when Cobalt did not confirm it (the URL may stay registered)."""
         try:
             response = self._session.delete(
-                f"{self._base}/webhook/{webhook_id}", headers=self._headers(False), timeout=self.timeout
+                f"{self._base}/webhook/{webhook_id}",
+                headers=self._headers(False),
+                timeout=self.timeout,
+                allow_redirects=False,
             )
         except requests.exceptions.RequestException:
             return False
@@ -297,7 +301,11 @@ class CobaltClient:
         }
         try:
             response = self._session.get(
-                self._base + "/webhook-events", headers=self._headers(False), params=params, timeout=self.timeout
+                self._base + "/webhook-events",
+                headers=self._headers(False),
+                params=params,
+                timeout=self.timeout,
+                allow_redirects=False,
             )
         except requests.exceptions.RequestException as exc:
             raise EventLogUnavailable(f"no answer from Cobalt's event log ({type(exc).__name__})") from None
@@ -350,8 +358,18 @@ class CobaltClient:
                 data=fields.form(),
                 files={"document": (filename, content, content_type)},
                 timeout=(self.timeout[0], read_timeout),
+                # requests re-sends a 307/308's POST (credentials, MRN, file) wherever it points: never follow.
+                allow_redirects=False,
             )
         except requests.exceptions.RequestException as exc:
             return classify_exception(exc)
         with response:
+            if response.is_redirect or 300 <= response.status_code < 400:
+                return CobaltAnswer(
+                    Verdict.FAILED,
+                    f"Cobalt's address answered HTTP {response.status_code} (a redirect), which DocDrop never "
+                    f"follows: nothing was stored. Check the configured base URL {self._base} (CobaltBaseUrl)",
+                    response.status_code,
+                    error_code="redirect",
+                )
             return classify_response(response.status_code, _json(response), response.headers, self._policy)
