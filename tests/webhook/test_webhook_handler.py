@@ -6,7 +6,8 @@ import json
 from typing import Any
 from unittest import mock
 
-from botocore.exceptions import EndpointConnectionError
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
 from docdrop.ledger import ObjectRef
 
 from tests.webhook.conftest import WebhookStack, document_event
@@ -135,3 +136,47 @@ def test_logs_and_metrics_carry_no_mrn_notes_or_body(webhook_stack: WebhookStack
     assert logs.count("webhook handled") == 2 and '"OutcomeEventsRecorded"' in metrics
     for output in (logs, metrics):
         assert "MRN-778899" not in output and secret_notes not in output and "MedicalRecords" not in output
+
+
+@pytest.mark.parametrize(
+    ("change", "status"),
+    [
+        ({"attempt": 10**40}, 200),  # beyond DynamoDB's 38 digits: not kept, the outcome is
+        ({"data": {"reasons": 7}}, 200),  # reasons that are not a list are ignored
+        ({"data": {"reasons": True}}, 200),
+        ({"data": {"reasons": [1, "x", None, {"code": 5}]}}, 200),
+        ({"data": {"document_id": "9" * 3000}}, 400),  # over DynamoDB's key size: never storable
+        ({"data": {"document_id": ["a"]}}, 400),
+        ({"access_token_reference_id": "r" * 3000}, 400),
+        ({"access_token_reference_id": {"a": 1}}, 400),
+    ],
+)
+def test_odd_shapes_from_a_signed_sender_are_recorded_or_refused_never_a_500(
+    webhook_stack: WebhookStack, change: dict[str, Any], status: int
+) -> None:
+    event = document_event("evt-odd")
+    event["data"].update(change.get("data", {}))
+    for key in ("access_token_reference_id",):
+        if key in change:
+            event[key] = change[key]
+    answer = webhook_stack.deliver(event, attempt=change.get("attempt", 1))
+    assert answer["statusCode"] == status, answer["body"]
+
+
+def test_a_login_required_event_with_an_unstorable_reference_is_refused(webhook_stack: WebhookStack) -> None:
+    event = {"id": "evt-l", "type": "access_token.login_required", "data": {"access_token_reference_id": "r" * 3000}}
+    assert webhook_stack.deliver(event)["statusCode"] == 400
+
+
+def test_an_unsigned_body_with_a_400_digit_number_is_refused_not_a_crash(webhook_stack: WebhookStack) -> None:
+    raw = b'{"id": "x", "type": "document.uploaded", "n": ' + b"9" * 400 + b"}"
+    assert webhook_stack.invoke(raw, {"cobalt-verification": "0" * 64})["statusCode"] == 401
+    assert webhook_stack.invoke(raw, {})["statusCode"] == 401
+
+
+def test_a_write_dynamodb_refuses_is_a_400_not_a_retry(webhook_stack: WebhookStack) -> None:
+    client = webhook_stack.module.ledger._client
+    refused = ClientError({"Error": {"Code": "ValidationException", "Message": "Item size too large"}}, "UpdateItem")
+    with mock.patch.object(client, "update_item", side_effect=refused):
+        answer = webhook_stack.deliver(document_event("evt-v"))
+    assert answer["statusCode"] == 400

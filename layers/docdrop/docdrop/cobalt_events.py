@@ -13,6 +13,18 @@ from typing import Any
 
 from docdrop.ledger import OUTCOMES, OutcomeEvent
 
+# Cobalt's ids are short (document ids have 16 digits); DynamoDB refuses key values over 2 KB. Anything longer is
+# a malformed event, refused before it reaches the ledger, never a write that fails and is answered "retry".
+MAX_ID_CHARS = 256
+
+
+def usable_id(value: Any) -> str | None:
+    """A string or integer id of at most MAX_ID_CHARS characters, as text; None for anything else."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    text = str(value)
+    return text if 0 < len(text) <= MAX_ID_CHARS else None
+
 
 def envelope_from_log_item(item: Mapping[str, Any]) -> dict[str, Any] | None:
     """One event-log item in the webhook's envelope shape; None when it has no usable id or type."""
@@ -40,8 +52,9 @@ def outcome_event_from(
         return None
     raw_data = envelope.get("data")
     data: Mapping[str, Any] = raw_data if isinstance(raw_data, Mapping) else {}
-    document_id = data.get("document_id")
-    if not isinstance(document_id, str | int) or isinstance(document_id, bool) or not str(document_id):
+    document_id = usable_id(data.get("document_id"))
+    reference = envelope.get("access_token_reference_id")
+    if document_id is None or (reference is not None and usable_id(reference) is None and reference != ""):
         return None
     raw_reasons = data.get("reasons")
     reasons = tuple(
@@ -51,11 +64,10 @@ def outcome_event_from(
     )
     job_id = envelope.get("job_id")
     failure_reason = data.get("failure_reason")
-    reference = envelope.get("access_token_reference_id")
     return OutcomeEvent(
         event_id=str(envelope["id"]),
         event_type=str(event_type),
-        document_id=str(document_id),
+        document_id=document_id,
         created=str(envelope.get("created") or created_fallback),
         failure_reason=str(failure_reason) if failure_reason else None,
         reasons=reasons,

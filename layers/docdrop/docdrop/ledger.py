@@ -134,6 +134,10 @@ class LedgerError(Exception):
     """A DynamoDB call failed: the caller must not assume the write happened."""
 
 
+class LedgerRefusedItem(LedgerError):
+    """DynamoDB refused the item itself (ValidationException): trying again can never succeed."""
+
+
 def _ref_attributes(ref: ObjectRef) -> dict[str, Any]:
     return {"bucket": ref.bucket, "key": ref.key, "version_id": ref.version_id, "object_id": ref.object_id}
 
@@ -178,9 +182,12 @@ class DocumentLedger:
         try:
             self._call("update_item", TableName=self._table, Key=key, **expression.kwargs(update, condition))
         except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            code = exc.response["Error"]["Code"]
+            if code == "ConditionalCheckFailedException":
                 return False
-            raise LedgerError(f"DynamoDB update failed: {exc.response['Error']['Code']}") from exc
+            if code == "ValidationException":
+                raise LedgerRefusedItem("DynamoDB refused the item (ValidationException)") from exc
+            raise LedgerError(f"DynamoDB update failed: {code}") from exc
         return True
 
     # ----- object versions --------------------------------------------------------------------------------------

@@ -10,6 +10,9 @@ from collections.abc import Iterable
 from typing import Any
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# An array index in JavaScript: a canonical non-negative integer below 2**32 - 1. Objects list these keys first.
+_ARRAY_INDEX = re.compile(r"0|[1-9][0-9]{0,9}")
+_MAX_ARRAY_INDEX = 2**32 - 2
 
 
 def _js_number(value: float) -> str:
@@ -48,18 +51,34 @@ def _js_value(value: Any) -> str:
     if value is False:
         return "false"
     if isinstance(value, int):
-        # JavaScript parses every number as a double: large integers lose precision exactly as float() does.
-        return _js_number(float(value)) if abs(value) >= 2**53 else str(value)
+        # JavaScript parses every number as a double: large integers lose precision exactly as float() does,
+        # and one beyond the largest double is Infinity, which JSON.stringify writes as null.
+        if abs(value) < 2**53:
+            return str(value)
+        try:
+            return _js_number(float(value))
+        except OverflowError:
+            return "null"
     if isinstance(value, float):
         return _js_number(value)
     if isinstance(value, str):
         text = json.dumps(value, ensure_ascii=False)
         return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     if isinstance(value, dict):
-        return "{" + ",".join(f"{_js_value(str(k))}:{_js_value(v)}" for k, v in value.items()) + "}"
+        return "{" + ",".join(f"{_js_value(k)}:{_js_value(value[k])}" for k in _js_key_order(value)) + "}"
     if isinstance(value, list):
         return "[" + ",".join(_js_value(v) for v in value) + "]"
     raise TypeError(f"not a JSON value: {type(value).__name__}")
+
+
+def _js_key_order(value: dict[Any, Any]) -> list[str]:
+    """Keys in JavaScript's own order: array-index keys ascending by number, then the others as received."""
+    keys = [str(k) for k in value]
+    indexes = [k for k in keys if _ARRAY_INDEX.fullmatch(k) and int(k) <= _MAX_ARRAY_INDEX]
+    if not indexes:
+        return keys
+    chosen = set(indexes)
+    return sorted(indexes, key=int) + [k for k in keys if k not in chosen]
 
 
 def js_json_stringify(value: Any) -> str:
@@ -83,7 +102,7 @@ def verify_cobalt_signature(raw_body: bytes, signature: str | None, secrets: Ite
     bodies = [raw_body]
     try:
         restringified = js_json_stringify(json.loads(raw_body)).encode("utf-8", "surrogatepass")
-    except (ValueError, TypeError, RecursionError):
+    except (ValueError, TypeError, RecursionError, OverflowError):  # not JSON JavaScript could re-serialise
         restringified = None
     if restringified is not None and restringified != raw_body:
         bodies.append(restringified)

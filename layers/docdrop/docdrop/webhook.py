@@ -8,8 +8,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from docdrop.cobalt_events import outcome_event_from
-from docdrop.ledger import OUTCOMES, DocumentLedger, LedgerError
+from docdrop.cobalt_events import outcome_event_from, usable_id
+from docdrop.ledger import OUTCOMES, DocumentLedger, LedgerError, LedgerRefusedItem
 from docdrop.observability import MetricName
 from docdrop.signature import verify_cobalt_signature
 
@@ -77,23 +77,23 @@ def handle_cobalt_webhook(
     data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}
     try:
         if event_type in OUTCOMES:
-            try:
-                attempt: int | None = int(headers.get("webhook-attempt", ""))
-            except ValueError:
-                attempt = None
+            attempt = _attempt(headers.get("webhook-attempt"))
             outcome = outcome_event_from(
                 event, attempt=attempt, created_fallback=headers.get("webhook-timestamp") or ""
             )
             if outcome is None:
                 metrics.add_metric(MetricName.WEBHOOK_BAD_REQUEST, "Count", 1)
-                return WebhookAnswer(400, {"error": "document event without data.document_id"})
+                return WebhookAnswer(400, {"error": "document event without a usable data.document_id"})
             recorded = ledger.record_outcome(outcome)
             if recorded:  # DocumentsUploaded/Failed are counted when joined to an object (docdrop.outcomes)
                 metrics.add_metric(MetricName.OUTCOME_EVENTS_RECORDED, "Count", 1)
         elif event_type == "access_token.login_required":
-            reference = str(
+            reference = usable_id(
                 data.get("access_token_reference_id") or event.get("access_token_reference_id") or "unknown"
             )
+            if reference is None:
+                metrics.add_metric(MetricName.WEBHOOK_BAD_REQUEST, "Count", 1)
+                return WebhookAnswer(400, {"error": "login_required event without a usable access_token_reference_id"})
             message = data.get("message")
             recorded = ledger.record_login_required(
                 reference, event["id"], str(event.get("created") or ""), str(message) if message else None
@@ -103,6 +103,9 @@ def handle_cobalt_webhook(
         else:
             metrics.add_metric(MetricName.WEBHOOK_IGNORED_EVENT, "Count", 1)
             return WebhookAnswer(200, {"status": "ignored", "family": event_family(event_type)})
+    except LedgerRefusedItem:  # a shape DynamoDB can never store: a retry would fail the same way
+        metrics.add_metric(MetricName.WEBHOOK_BAD_REQUEST, "Count", 1)
+        return WebhookAnswer(400, {"error": "the event cannot be stored as sent"})
     except LedgerError:
         # 5xx only when the write failed: Cobalt retries once, and the event log keeps it for the reconciler.
         metrics.add_metric(MetricName.WEBHOOK_LEDGER_ERROR, "Count", 1)
@@ -116,3 +119,12 @@ def handle_cobalt_webhook(
 def event_family(event_type: str) -> str:
     family = event_type.split(".", 1)[0]
     return family if family in KNOWN_FAMILIES else "other"
+
+
+def _attempt(header: str | None) -> int | None:
+    """`webhook-attempt` as a small number (Cobalt sends 1 or 2); anything else is not kept."""
+    try:
+        attempt = int(header or "")
+    except ValueError:
+        return None
+    return attempt if 0 < attempt < 1000 else None
