@@ -185,3 +185,33 @@ def test_an_unreachable_dynamodb_raises_ledger_error() -> None:
     client = dynamodb_client("http://127.0.0.1:9", connect_timeout=0.2, read_timeout=0.2, retries={"max_attempts": 1})
     with pytest.raises(LedgerError):
         DocumentLedger(client, "nope").record_outcome(outcome("evt-1"))
+
+
+class _AnswerLost:
+    """A DynamoDB client whose UpdateItem answer is lost once: DynamoDB applied the write, botocore sent it again."""
+
+    def __init__(self, client) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str):
+        return getattr(self._client, name)
+
+    def update_item(self, **kwargs):
+        self._client.update_item(**kwargs)  # applied; its answer never came back
+        return self._client.update_item(**kwargs)  # botocore's retry of the very same request
+
+
+def test_a_claim_retried_after_its_answer_was_lost_is_still_won(ddb, ledger_table) -> None:
+    retried = DocumentLedger(_AnswerLost(ddb), ledger_table)
+    claim = retried.claim(REF, lease_seconds=60)
+    assert claim.won
+    item = DocumentLedger(ddb, ledger_table).get_object(REF)
+    assert item["status"] == "RECEIVED" and item["claim_token"] == claim.token and item["attempts"] == 1
+
+
+def test_an_outcome_retried_after_its_answer_was_lost_is_recorded_not_a_duplicate(ddb, ledger_table) -> None:
+    retried = DocumentLedger(_AnswerLost(ddb), ledger_table)
+    assert retried.record_outcome(outcome("evt-lost-answer", "document.upload_failed", failure_reason="Refused."))
+    assert len(retried.get_document("1111222233334444")["events"]) == 1
+    assert not DocumentLedger(ddb, ledger_table).record_outcome(outcome("evt-lost-answer"))  # a real duplicate
+    assert retried.record_login_required("clinic-main", "evt-link", "2026-11-30T10:00:00Z", "re-link")

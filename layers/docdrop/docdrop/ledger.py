@@ -138,6 +138,14 @@ class LedgerRefusedItem(LedgerError):
     """DynamoDB refused the item itself (ValidationException): trying again can never succeed."""
 
 
+def _failure(exc: ClientError, what: str) -> LedgerError:
+    """The error a failed call becomes: refused for good (the item itself is invalid), or possibly transient."""
+    code = exc.response["Error"]["Code"]
+    if code == "ValidationException":
+        return LedgerRefusedItem(f"DynamoDB refused the {what} (ValidationException)")
+    return LedgerError(f"DynamoDB {what} failed: {code}")
+
+
 def _ref_attributes(ref: ObjectRef) -> dict[str, Any]:
     return {"bucket": ref.bucket, "key": ref.key, "version_id": ref.version_id, "object_id": ref.object_id}
 
@@ -182,12 +190,9 @@ class DocumentLedger:
         try:
             self._call("update_item", TableName=self._table, Key=key, **expression.kwargs(update, condition))
         except ClientError as exc:
-            code = exc.response["Error"]["Code"]
-            if code == "ConditionalCheckFailedException":
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return False
-            if code == "ValidationException":
-                raise LedgerRefusedItem("DynamoDB refused the item (ValidationException)") from exc
-            raise LedgerError(f"DynamoDB update failed: {code}") from exc
+            raise _failure(exc, "update") from exc
         return True
 
     # ----- object versions --------------------------------------------------------------------------------------
@@ -231,7 +236,11 @@ class DocumentLedger:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise LedgerError(f"DynamoDB claim failed: {exc.response['Error']['Code']}") from exc
             old_item: Any = exc.response.get("Item")  # the item as it stood, thanks to ALL_OLD
-            return Claim(False, token, plain(old_item) or self.get_object(ref))
+            current = plain(old_item) or self.get_object(ref)
+            if current and current.get("claim_token") == token and current.get("status") == Status.RECEIVED.value:
+                # botocore re-sent our claim after DynamoDB applied it and the answer was lost: the claim is ours.
+                return Claim(True, token, None)
+            return Claim(False, token, current)
         return Claim(True, token, None)
 
     def record_unclaimed_state(self, ref: ObjectRef, status: Status, reason: str, **attrs: Any) -> bool:
@@ -368,11 +377,30 @@ class DocumentLedger:
         return self._record_event_once(self._document_key(event.document_id), e, sets, event.event_id)
 
     def _record_event_once(self, key: dict[str, Any], e: Expression, sets: list[str], event_id: str) -> bool:
-        """Apply `sets` and remember `event_id`, unless that event id was applied before: one conditional write."""
+        """Apply `sets` and remember `event_id`, unless that event id was applied before: one conditional write.
+
+        Each call writes its own `last_writer` token: when botocore re-sends a write DynamoDB applied but whose answer
+        was lost, the retry fails the condition, and the token in the returned item tells it that the write was its own.
+        """
+        writer = secrets.token_hex(8)
         ids = e.n("event_ids")
+        sets = [*sets, f"{e.n('last_writer')} = {e.v(writer)}"]
         update = "SET " + ", ".join(sets) + f" ADD {ids} {e.v({event_id})}"
         condition = f"attribute_not_exists({ids}) OR NOT contains({ids}, {e.v(event_id)})"
-        return self._conditional_update(key, e, update, condition)
+        try:
+            self._call(
+                "update_item",
+                TableName=self._table,
+                Key=key,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **e.kwargs(update, condition),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                old: Any = exc.response.get("Item")
+                return (plain(old) or {}).get("last_writer") == writer
+            raise _failure(exc, "update") from exc
+        return True
 
     def record_login_required(self, reference_id: str, event_id: str, created: str, message: str | None) -> bool:
         """`access_token.login_required` for one account link, in one call; False for a repeated event id."""
