@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import timedelta
+from typing import Any, cast
 
 import pytest
 from docdrop.ledger import DocumentLedger, JoinResult, LedgerError, ObjectRef, OutcomeEvent, Status
@@ -202,7 +203,7 @@ class _AnswerLost:
 
 
 def test_a_claim_retried_after_its_answer_was_lost_is_still_won(ddb, ledger_table) -> None:
-    retried = DocumentLedger(_AnswerLost(ddb), ledger_table)
+    retried = DocumentLedger(cast(Any, _AnswerLost(ddb)), ledger_table)
     claim = retried.claim(REF, lease_seconds=60)
     assert claim.won
     item = DocumentLedger(ddb, ledger_table).get_object(REF)
@@ -210,7 +211,7 @@ def test_a_claim_retried_after_its_answer_was_lost_is_still_won(ddb, ledger_tabl
 
 
 def test_an_outcome_retried_after_its_answer_was_lost_is_recorded_not_a_duplicate(ddb, ledger_table) -> None:
-    retried = DocumentLedger(_AnswerLost(ddb), ledger_table)
+    retried = DocumentLedger(cast(Any, _AnswerLost(ddb)), ledger_table)
     assert retried.record_outcome(outcome("evt-lost-answer", "document.upload_failed", failure_reason="Refused."))
     assert len(retried.get_document("1111222233334444")["events"]) == 1
     assert not DocumentLedger(ddb, ledger_table).record_outcome(outcome("evt-lost-answer"))  # a real duplicate
