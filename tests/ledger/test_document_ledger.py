@@ -216,3 +216,28 @@ def test_an_outcome_retried_after_its_answer_was_lost_is_recorded_not_a_duplicat
     assert len(retried.get_document("1111222233334444")["events"]) == 1
     assert not DocumentLedger(ddb, ledger_table).record_outcome(outcome("evt-lost-answer"))  # a real duplicate
     assert retried.record_login_required("clinic-main", "evt-link", "2026-11-30T10:00:00Z", "re-link")
+
+
+def test_retention_never_expires_what_docdrop_knows_about_a_version_that_was_or_may_have_been_sent(
+    ddb, ledger_table
+) -> None:
+    ledger = DocumentLedger(ddb, ledger_table, retention_days=30)
+    refs = {name: ObjectRef("b", f"k/{name}", "v") for name in ("review", "failed", "uploaded", "stale", "rejected")}
+    for name in ("review", "failed"):
+        claim = ledger.claim(refs[name], lease_seconds=60)
+        status = Status.NEEDS_REVIEW if name == "review" else Status.FAILED
+        ledger.record_claimed_state(refs[name], claim.token, status, "x")
+    for name, document_id in (("uploaded", "1000000000000001"), ("stale", "1000000000000002")):
+        claim = ledger.claim(refs[name], lease_seconds=60)
+        ledger.record_submission(refs[name], claim.token, document_id)
+    ledger.record_outcome(outcome("evt-u", document_id="1000000000000001"))
+    assert ledger.join_outcome(ledger.get_document("1000000000000001") or {}, "m") is JoinResult.JOINED
+    assert ledger.mark_stale(ledger.get_object(refs["stale"]) or {}, "no outcome")
+    ledger.record_unclaimed_state(refs["rejected"], Status.REJECTED, "not a PDF")
+
+    for name in ("review", "failed", "uploaded", "stale"):
+        item = ledger.get_object(refs[name])
+        assert "expires_at" not in item, name  # DynamoDB's TTL can never delete it, so it is never sent again
+    assert ledger.get_object(refs["rejected"])["expires_at"] > time.time() + 29 * 86400  # never sent: may go
+    assert ledger.get_document("1000000000000001")["expires_at"] > time.time() + 29 * 86400  # events may go
+    assert ledger.get_object(refs["uploaded"])["status"] == "UPLOADED"

@@ -171,8 +171,16 @@ class DocumentLedger:
     def _link_key(reference_id: str) -> dict[str, Any]:
         return {"pk": {"S": f"TOKEN#{reference_id}"}, "sk": {"S": "TOKEN"}}
 
-    def _expiry(self, status: Status) -> int | None:
-        if self._retention is None or status not in TERMINAL:
+    def _object_expiry(self, status: Status) -> int | None:
+        """Retention never makes DocDrop forget whether a version was sent: only a version it refused before sending
+        (REJECTED) may expire. Everything sent, or maybe sent, keeps its object item for ever."""
+        if self._retention is None or status is not Status.REJECTED:
+            return None
+        return int((datetime.now(UTC) + self._retention).timestamp())
+
+    def _document_expiry(self) -> int | None:
+        """A Cobalt document's events and outcome may expire; its object keeps the outcome and Cobalt's reason."""
+        if self._retention is None:
             return None
         return int((datetime.now(UTC) + self._retention).timestamp())
 
@@ -288,7 +296,7 @@ class DocumentLedger:
             status,
             reason,
             now,
-            {"expires_at": self._expiry(status), **_ref_attributes(ref), **attrs},
+            {"expires_at": self._object_expiry(status), **_ref_attributes(ref), **attrs},
             keep_first={"created_at": now},
         )
         update = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(e.n(a) for a in remove) if remove else "")
@@ -354,7 +362,7 @@ class DocumentLedger:
                 "outcome_at": now,
                 UNJOINED: event.outcome.value,
                 "created_at": now,
-                "expires_at": self._expiry(event.outcome),
+                "expires_at": self._document_expiry(),
             },
         )
         sets.append(
@@ -556,7 +564,7 @@ class DocumentLedger:
             {
                 "joined_mark": mark,
                 "outcome_created": document.get("outcome_created"),
-                "expires_at": self._expiry(outcome),
+                "expires_at": self._object_expiry(outcome),
             },
         )
         open_states = f"{e.v(Status.SUBMITTED.value)}, {e.v(Status.STALE.value)}"
