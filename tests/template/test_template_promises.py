@@ -110,9 +110,25 @@ def test_no_wildcard_actions_or_resources_on_data(function: str) -> None:
 
 
 def test_uploader_reads_only_under_the_watched_prefix() -> None:
-    [s3] = [s for s in _statements("UploaderFunction") if any(a.startswith("s3:") for a in s["Action"])]
+    statements = {s["Sid"]: s for s in _statements("UploaderFunction")}
+    s3 = statements["ReadDroppedObjectsVersionsAndTags"]
     assert s3["Resource"]["Fn::Sub"][0].endswith("/${WatchedPrefix}*")
     assert all(a.startswith("s3:Get") for a in s3["Action"])
+    # Listing versions, to tell a deleted version from a denied one, only for keys under the prefix.
+    listing = statements["ListVersionsOfDroppedKeys"]
+    assert listing["Action"] == "s3:ListBucketVersions"
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": {"Fn::Sub": "${WatchedPrefix}*"}}}
+    other = [
+        s
+        for sid, s in statements.items()
+        if sid not in ("ReadDroppedObjectsVersionsAndTags", "ListVersionsOfDroppedKeys")
+    ]
+    assert not [s for s in other if any(str(a).startswith("s3:") for a in _actions(s))]
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    actions = statement["Action"]
+    return actions if isinstance(actions, list) else [actions]
 
 
 def test_webhook_may_only_update_the_ledger() -> None:

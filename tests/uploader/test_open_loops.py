@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any
 
+from botocore.exceptions import ClientError
 from docdrop.cobalt import CobaltClient
 from docdrop.outcomes import OutcomeJoiner
 from docdrop.reconciler import Reconciler
 from docdrop.uploader import Deadline
 
+from local.demo import s3_notification
 from local.samples import pdf_bytes
 from tests.reconciler.conftest import DEADLINES, Clock, RecordedMetrics
 from tests.uploader.conftest import AUTH, MRN, UploaderStack, tags
@@ -46,3 +49,61 @@ def test_tags_that_arrive_after_the_deadline_still_send_the_version_once(uploade
     stack.tag("late-tags.pdf", tags(is_reviewed="true"))  # a further tagging event: a duplicate, never a resend
     stack.drain()
     assert [d["filename"] for d in stack.uploads()] == ["late-tags.pdf"]
+
+
+class _AwsWithoutListBucket:
+    """S3 as AWS answers a role without s3:ListBucket: 403 AccessDenied where moto says 404 NoSuchKey/NoSuchVersion.
+
+    `denied` makes every read of an object that does exist a 403 too (a key policy or a KMS grant gone wrong).
+    """
+
+    def __init__(self, s3: Any, denied: bool = False) -> None:
+        self._s3 = s3
+        self._denied = denied
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._s3, name)
+
+    def _read(self, operation: str, **kwargs: Any) -> Any:
+        if self._denied:
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, operation)
+        try:
+            return getattr(self._s3, operation)(**kwargs)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("NoSuchKey", "NoSuchVersion", "404"):
+                raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, operation) from None
+            raise
+
+    def get_object(self, **kwargs: Any) -> Any:
+        return self._read("get_object", **kwargs)
+
+    def get_object_tagging(self, **kwargs: Any) -> Any:
+        return self._read("get_object_tagging", **kwargs)
+
+
+def test_a_version_deleted_before_it_was_read_is_rejected_even_when_s3_answers_403(
+    uploader_stack: UploaderStack,
+) -> None:
+    stack = uploader_stack
+    stack.module.uploader._s3 = _AwsWithoutListBucket(stack.s3)
+    content = pdf_bytes("gone")
+    version = stack.put("deleted.pdf", content, tags=tags())
+    stack.s3.delete_object(Bucket=stack.bucket, Key="inbox/deleted.pdf", VersionId=version)
+    stack.receive()  # moto's own event names no version; AWS's does: deliver that one instead
+    body = s3_notification(stack.bucket, "inbox/deleted.pdf", version, len(content))
+    stack.sqs.send_message(QueueUrl=stack.queues.queue_url, MessageBody=body)
+    stack.drain()
+    view = stack.view("deleted.pdf")
+    assert view.status == "REJECTED" and view.reason == "The object version was deleted before DocDrop could read it"
+    assert stack.uploads() == []
+
+
+def test_a_version_that_exists_but_cannot_be_read_is_retried_not_rejected(uploader_stack: UploaderStack) -> None:
+    stack = uploader_stack
+    stack.module.uploader._s3 = _AwsWithoutListBucket(stack.s3, denied=True)
+    stack.put("denied.pdf", pdf_bytes("denied"), tags=tags())
+    reports = stack.drain()
+    assert (
+        reports and reports[0].failed_receipts
+    )  # back to the queue, then the DLQ and its alarm: a person fixes access
+    assert stack.ledger.lookup(stack.ref("denied.pdf")) is None

@@ -32,6 +32,7 @@ LEASE_MARGIN_SECONDS = 30.0
 # Time kept back at the end of an invocation to record what happened after the last answer from Cobalt.
 RECORD_MARGIN_SECONDS = 5.0
 _MISSING = frozenset({"NoSuchKey", "NoSuchVersion", "404", "NotFound"})
+_DENIED = frozenset({"AccessDenied", "403", "Forbidden"})
 
 Metric = tuple[MetricName, str, float]
 
@@ -186,7 +187,11 @@ class DocumentUploader:
                 kwargs = {"VersionId": version} if version else {}
                 tagging = self._s3.get_object_tagging(Bucket=event.bucket, Key=event.key, **kwargs)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in _MISSING:
+            code = exc.response.get("Error", {}).get("Code")
+            if code in _MISSING:
+                raise ObjectGone from None
+            # Without s3:ListBucket, S3 answers 403 for a version that no longer exists: ask the version list.
+            if code in _DENIED and not self._still_exists(event.bucket, event.key, version):
                 raise ObjectGone from None
             raise
         identity = event.identity or version or f"etag:{str(got.get('ETag', '')).strip(chr(34))}"
@@ -197,6 +202,17 @@ class DocumentUploader:
             content_length=int(got.get("ContentLength") or 0),
             body=got["Body"],
         )
+
+    def _still_exists(self, bucket: str, key: str, version: str | None) -> bool:
+        """Whether the key (or this version of it) is still in the bucket, by ListObjectVersions on the key itself."""
+        pages = self._s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=key)
+        for page in pages:
+            for entry in page.get("Versions", []):
+                if entry.get("Key") == key and (
+                    entry.get("VersionId") == version or (version is None and entry.get("IsLatest"))
+                ):
+                    return True
+        return False
 
     @staticmethod
     def _too_big(size: int) -> str:
