@@ -25,6 +25,7 @@ from typing import Any, TextIO
 import boto3
 from docdrop.cobalt import CobaltClient
 from docdrop.ledger import DocumentLedger, DocumentView, ObjectRef, Status
+from docdrop.webhook import PREVIOUS_SECRET_LIFETIME
 
 DEFAULT_STACK_FILE = Path(".docdrop/local-stack.json")
 LOCAL_KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}  # moto accepts any keys
@@ -193,6 +194,8 @@ def register_webhook_command(args: argparse.Namespace, out: TextIO) -> int:
     registration = CobaltClient(base_url, lambda refresh: credentials).register_webhook(args.url)
     previous = json.loads(secrets.get_secret_value(SecretId=target.signing_secret)["SecretString"]).get("current")
     document = {"current": registration.secret, "previous": "" if previous in (None, "REPLACE_ME") else previous}
+    if document["previous"]:  # Cobalt honours the old secret for 24 hours after a rotation; so does DocDrop
+        document["previous_expires_at"] = (datetime.now(UTC) + PREVIOUS_SECRET_LIFETIME).isoformat(timespec="seconds")
     secrets.put_secret_value(SecretId=target.signing_secret, SecretString=json.dumps(document))
     out.write(f"Registered the webhook with Cobalt (id {registration.webhook_id or 'not given'}); secret stored.\n")
     return 0

@@ -25,6 +25,12 @@ signing_secret = SecretDocument(
 )
 
 
+def _signing_document(refresh: bool) -> dict[str, Any]:
+    """The signing secrets, and when their version was written (a rotated secret lives 24 hours from then)."""
+    document = signing_secret.get(refresh=refresh)
+    return {**document, "version_created_at": signing_secret.version_created_at}
+
+
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     body = event.get("body") or ""
@@ -34,7 +40,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         raw,
         headers,
         ledger=ledger,
-        load_secrets=lambda refresh: signing_secret.get(refresh=refresh),
+        load_secrets=_signing_document,
         metrics=metrics,
         max_body_bytes=settings.max_body_bytes,
     )

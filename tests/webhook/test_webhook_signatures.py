@@ -119,3 +119,82 @@ def test_handler_rereads_a_rotated_secret_once_on_mismatch(webhook_stack: Webhoo
     assert webhook_stack.deliver(document_event("e-2", document_id="2"), secret="whsec_brand_new")["statusCode"] == 200
     assert webhook_stack.deliver(document_event("e-3", document_id="3"), secret=CURRENT)["statusCode"] == 200
     assert webhook_stack.deliver(document_event("e-4", document_id="4"), secret=PREVIOUS)["statusCode"] == 401
+
+
+def _previous_signed(webhook_stack: WebhookStack, document: dict[str, object]) -> int:
+    from docdrop.signature import sign_payload
+    from docdrop.webhook import handle_cobalt_webhook
+
+    raw = json.dumps(document_event("evt-rot")).encode()
+    answer = handle_cobalt_webhook(
+        raw,
+        {"cobalt-verification": sign_payload(PREVIOUS, raw)},
+        ledger=webhook_stack.ledger,
+        load_secrets=lambda refresh: document,
+        metrics=webhook_stack.module.metrics,
+    )
+    return answer.status_code
+
+
+def test_the_previous_secret_stops_verifying_24_hours_after_the_rotation_without_a_written_expiry(
+    webhook_stack: WebhookStack,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC)
+    rotated = {"current": CURRENT, "previous": PREVIOUS}
+    assert _previous_signed(webhook_stack, {**rotated, "version_created_at": now - timedelta(hours=23)}) == 200
+    assert _previous_signed(webhook_stack, {**rotated, "version_created_at": now - timedelta(hours=25)}) == 401
+    assert _previous_signed(webhook_stack, {**rotated, "version_created_at": None}) == 401  # nothing says how old
+    written = (now + timedelta(hours=1)).isoformat()
+    old_version = now - timedelta(days=3)
+    assert _previous_signed(
+        webhook_stack, {**rotated, "previous_expires_at": written, "version_created_at": old_version}
+    )
+    assert _previous_signed(
+        webhook_stack, {**rotated, "previous_expires_at": "soon", "version_created_at": old_version}
+    )
+
+
+def test_the_handler_reads_the_secret_versions_creation_time(webhook_stack: WebhookStack) -> None:
+    assert webhook_stack.deliver(document_event("evt-prev"), secret=PREVIOUS)["statusCode"] == 200  # rotated just now
+    assert webhook_stack.module.signing_secret.version_created_at is not None
+
+
+def test_register_webhook_writes_when_the_previous_secret_expires(tmp_path, moto_endpoint, sandbox) -> None:
+    import io
+    from datetime import UTC, datetime, timedelta
+
+    import boto3
+
+    from local import cli
+
+    secrets = boto3.client("secretsmanager", endpoint_url=moto_endpoint, region_name="us-east-1")
+    name = f"rotate-{tmp_path.name}"
+    secrets.create_secret(
+        Name=f"{name}/cobalt",
+        SecretString=json.dumps(
+            {"client_id": "ci_test_docdrop", "client_secret": "cs_test_docdrop", "access_token": "at_test_clinic_main"}
+        ),
+    )
+    secrets.create_secret(Name=f"{name}/signing", SecretString=json.dumps({"current": "whsec_old", "previous": ""}))
+    stack_file = tmp_path / "local-stack.json"
+    stack_file.write_text(
+        json.dumps(
+            {
+                "table": "unused",
+                "bucket": "unused",
+                "region": "us-east-1",
+                "dynamodb_endpoint_url": moto_endpoint,
+                "aws_endpoint_url": moto_endpoint,
+                "secrets": {"cobalt_credentials": f"{name}/cobalt", "webhook_signing": f"{name}/signing"},
+                "cobalt_base_url": sandbox.base_url,
+            }
+        )
+    )
+    args = ["register-webhook", "--stack-file", str(stack_file), "--url", "https://hooks.example.test/cobalt"]
+    assert cli.main(args, out=io.StringIO()) == 0
+    document = json.loads(secrets.get_secret_value(SecretId=f"{name}/signing")["SecretString"])
+    assert document["previous"] == "whsec_old" and document["current"] not in ("", "whsec_old")
+    expires = datetime.fromisoformat(document["previous_expires_at"])
+    assert abs((expires - datetime.now(UTC)) - timedelta(hours=24)) < timedelta(minutes=5)

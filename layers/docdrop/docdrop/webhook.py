@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from docdrop.cobalt_events import outcome_event_from, usable_id
@@ -27,22 +27,46 @@ class WebhookAnswer:
     body: dict[str, Any]
 
 
+# Cobalt keeps a rotated secret valid for 24 hours; so does DocDrop, no longer (a leaked old one could forge outcomes).
+PREVIOUS_SECRET_LIFETIME = timedelta(hours=24)
+
+
 def signing_secrets(document: Mapping[str, Any], now: datetime | None = None) -> list[str]:
-    """The secrets to try: `current`, then `previous` unless its `previous_expires_at` (ISO 8601) has passed."""
+    """The secrets to try: `current`, then `previous` until it expires.
+
+    It expires at `previous_expires_at` (ISO 8601) when written, else 24 hours after the secret's version was created
+    (`version_created_at`, from Secrets Manager); when neither can be read it is not trusted.
+    """
     keys = [str(document.get("current") or "")]
     previous = str(document.get("previous") or "")
-    expires = document.get("previous_expires_at")
-    if previous and expires:
-        try:
-            moment = datetime.fromisoformat(str(expires).replace("Z", "+00:00"))
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=UTC)
-            if (now or datetime.now(UTC)) > moment:
-                previous = ""
-        except ValueError:
-            pass  # an unreadable expiry keeps the previous secret: rotation must not lose deliveries
+    if previous and (now or datetime.now(UTC)) >= _previous_expiry(document):
+        previous = ""
     keys.append(previous)
     return [k for k in keys if k and k != "REPLACE_ME"]
+
+
+def _previous_expiry(document: Mapping[str, Any]) -> datetime:
+    for value, extra in (
+        (document.get("previous_expires_at"), timedelta(0)),
+        (document.get("version_created_at"), PREVIOUS_SECRET_LIFETIME),
+    ):
+        moment = _moment(value)
+        if moment is not None:
+            return moment + extra
+    return datetime.min.replace(tzinfo=UTC)
+
+
+def _moment(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str) and value:
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    else:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def handle_cobalt_webhook(
