@@ -3,12 +3,14 @@ still goes out (once) when its tags finally arrive; its file never has to be upl
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
 from docdrop.cobalt import CobaltClient
+from docdrop.ledger import ObjectRef
 from docdrop.outcomes import OutcomeJoiner
 from docdrop.reconciler import Reconciler
 from docdrop.uploader import Deadline
@@ -107,3 +109,48 @@ def test_a_version_that_exists_but_cannot_be_read_is_retried_not_rejected(upload
         reports and reports[0].failed_receipts
     )  # back to the queue, then the DLQ and its alarm: a person fixes access
     assert stack.ledger.lookup(stack.ref("denied.pdf")) is None
+
+
+def _s3_event(bucket: str, key: str, name: str, **object_fields: Any) -> str:
+    """An S3 notification for an unversioned bucket, as S3 sends it: a sequencer on creation, nothing on tagging."""
+    record = {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": "us-east-1",
+        "eventName": name,
+        "s3": {"bucket": {"name": bucket}, "object": {"key": key, **object_fields}},
+    }
+    return json.dumps({"Records": [record]})
+
+
+def test_an_unversioned_bucket_never_uploads_and_says_why_on_every_object(uploader_stack: UploaderStack) -> None:
+    stack = uploader_stack
+    bucket = f"{stack.bucket}-plain"
+    stack.s3.create_bucket(Bucket=bucket)  # versioning never enabled, as an administrator may leave it (or suspend it)
+    key = "inbox/scanner/tags-later.pdf"
+    content = pdf_bytes("unversioned")
+    put = stack.s3.put_object(Bucket=bucket, Key=key, Body=content, Tagging="patient_mrn=100001")
+    send = stack.sqs.send_message
+    send(
+        QueueUrl=stack.queues.queue_url,
+        MessageBody=_s3_event(
+            bucket,
+            key,
+            "ObjectCreated:Put",
+            size=len(content),
+            eTag=put["ETag"].strip('"'),
+            sequencer="0062E99A88DC407460",
+        ),
+    )
+    stack.drain()
+    stack.s3.put_object_tagging(
+        Bucket=bucket,
+        Key=key,
+        Tagging={"TagSet": [{"Key": "patient_mrn", "Value": MRN}, {"Key": "folder_name", "Value": "MedicalRecords"}]},
+    )
+    send(QueueUrl=stack.queues.queue_url, MessageBody=_s3_event(bucket, key, "ObjectTagging:Put"))
+    stack.drain()
+
+    assert stack.uploads() == []  # never sent, so never sent twice
+    view = stack.ledger.lookup(ObjectRef(bucket, key, "unversioned"))
+    assert view is not None and view.status == "REJECTED" and "versioning is off or suspended" in (view.reason or "")

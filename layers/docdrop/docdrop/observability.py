@@ -25,6 +25,7 @@ class MetricName(StrEnum):
     DOCUMENTS_FAILED = "DocumentsFailed"
     DOCUMENTS_UPLOADED = "DocumentsUploaded"
     DUPLICATE_EVENTS = "DuplicateEvents"
+    UNVERSIONED_OBJECTS = "UnversionedObjects"
     COBALT_LATENCY = "CobaltLatency"
     WEBHOOK_INVALID_SIGNATURE = "WebhookInvalidSignature"
     WEBHOOK_BAD_REQUEST = "WebhookBadRequest"

@@ -2,8 +2,9 @@
 
 One message may hold several records. `s3:TestEvent` (sent when a notification is configured) and anything that is not
 a creation or a tagging of an object are skipped. Keys arrive URL-encoded (`+` for a space), so they are decoded with
-`unquote_plus`. The object version is the event's `versionId`; an unversioned bucket has none, and its `sequencer`
-names the write instead. Some emulators send neither: the version is then resolved when the object is read.
+`unquote_plus`. The object version is the event's `versionId`. Events without one (an unversioned or suspended bucket,
+whose creation events carry a `sequencer` and tagging events nothing; or an emulator) are resolved when the object is
+read; the sequencer never names a document, since a tagging event of the same write would not carry it.
 """
 
 from __future__ import annotations
@@ -34,11 +35,9 @@ class ObjectEvent:
 
     @property
     def identity(self) -> str | None:
-        """The version as the ledger names it, when the event says: the version id, else the write's sequencer."""
+        """The version as the ledger names it, when the event says which: S3's version id ("null" is no version)."""
         if self.version_id and self.version_id != "null":
             return self.version_id
-        if self.sequencer:
-            return f"seq:{self.sequencer}"
         return None
 
     @property

@@ -33,6 +33,13 @@ LEASE_MARGIN_SECONDS = 30.0
 RECORD_MARGIN_SECONDS = 5.0
 _MISSING = frozenset({"NoSuchKey", "NoSuchVersion", "404", "NotFound"})
 _DENIED = frozenset({"AccessDenied", "403", "Forbidden"})
+# The ledger's version for an object read from a bucket without versioning: DocDrop sends nothing from one, since
+# without S3's version id two events of one write cannot be told from two writes (a second upload).
+UNVERSIONED = "unversioned"
+UNVERSIONED_REASON = (
+    "The inbox bucket's versioning is off or suspended, and DocDrop sends a document only by its S3 version id, "
+    "so that it is never filed twice: enable versioning on the bucket, then put the object again"
+)
 
 Metric = tuple[MetricName, str, float]
 
@@ -142,6 +149,8 @@ class DocumentUploader:
                 settled = self._settled(ref, self._ledger.get_object(ref))
                 if settled is not None:
                     return settled
+            if ref.version_id == UNVERSIONED:
+                return self._refuse(ref, UNVERSIONED_REASON, unversioned=True)
             if opened.content_length > MAX_DOCUMENT_BYTES:
                 return self._refuse(ref, self._too_big(opened.content_length))
             decision = read_contract(opened.tags, opened.metadata)
@@ -194,7 +203,8 @@ class DocumentUploader:
             if code in _DENIED and not self._still_exists(event.bucket, event.key, version):
                 raise ObjectGone from None
             raise
-        identity = event.identity or version or f"etag:{str(got.get('ETag', '')).strip(chr(34))}"
+        # No version from S3 either: the bucket's versioning is off or suspended. One record per key says so.
+        identity = event.identity or version or UNVERSIONED
         return _OpenedObject(
             ref=ObjectRef(event.bucket, event.key, identity),
             tags={t["Key"]: t["Value"] for t in tagging.get("TagSet", [])},
@@ -250,8 +260,12 @@ class DocumentUploader:
         )
         return ObjectResult(ref.object_id, status, metrics=(_count(MetricName.DUPLICATE_EVENTS),))
 
-    def _refuse(self, ref: ObjectRef, reason: str) -> ObjectResult:
-        return self._record_unclaimed(ref, Status.REJECTED, reason)
+    def _refuse(self, ref: ObjectRef, reason: str, unversioned: bool = False) -> ObjectResult:
+        result = self._record_unclaimed(ref, Status.REJECTED, reason)
+        if unversioned:
+            self.logger.error("the inbox bucket is not versioned: nothing is sent", extra={"object_id": ref.object_id})
+            return dataclasses.replace(result, metrics=(*result.metrics, _count(MetricName.UNVERSIONED_OBJECTS)))
+        return result
 
     def _record_unclaimed(self, ref: ObjectRef, status: Status, reason: str, **attrs: Any) -> ObjectResult:
         """REJECTED or WAITING_FOR_TAGS; when another writer got there first, what that writer's state means."""
