@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from datetime import timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
 from docdrop.cobalt import CobaltClient
-from docdrop.ledger import ObjectRef
+from docdrop.ledger import ObjectRef, OutcomeEvent
 from docdrop.outcomes import OutcomeJoiner
 from docdrop.reconciler import Reconciler
 from docdrop.uploader import Deadline
@@ -154,3 +155,53 @@ def test_an_unversioned_bucket_never_uploads_and_says_why_on_every_object(upload
     assert stack.uploads() == []  # never sent, so never sent twice
     view = stack.ledger.lookup(ObjectRef(bucket, key, "unversioned"))
     assert view is not None and view.status == "REJECTED" and "versioning is off or suspended" in (view.reason or "")
+
+
+class _SubmissionsFail:
+    """DynamoDB whose TransactWriteItems keeps failing (the submission's write), everything else working."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def transact_write_items(self, **kwargs: Any) -> Any:
+        raise ClientError({"Error": {"Code": "InternalServerError", "Message": "try again"}}, "TransactWriteItems")
+
+
+def test_a_submission_cobalt_accepted_but_docdrop_could_not_record_is_kept_and_closed_by_its_outcome(
+    uploader_stack: UploaderStack,
+) -> None:
+    stack = uploader_stack
+    ledger = stack.module.uploader._ledger
+    ledger._client = _SubmissionsFail(ledger._client)
+    stack.module.uploader._sleep = lambda seconds: None
+    stack.put("unrecorded.pdf", pdf_bytes("unrecorded"), tags=tags())
+    stack.drain()
+    [sent] = stack.uploads()
+    assert stack.ledger.get_object(stack.ref("unrecorded.pdf"))["status"] == "RECEIVED"
+    kept = stack.ledger.get_document(sent["document_id"])
+    assert kept["object_id"] == stack.ref("unrecorded.pdf").object_id  # the document id is not only in a log line
+
+    _reconcile_after(stack, timedelta(minutes=16))  # records the submission, then finds the outcome in the log
+
+    item = stack.ledger.get_object(stack.ref("unrecorded.pdf"))
+    assert (item["status"], item["document_id"]) == ("UPLOADED", sent["document_id"])
+    assert [h["status"] for h in item["history"]] == ["RECEIVED", "SUBMITTED", "UPLOADED"]
+    assert len(stack.uploads()) == 1
+
+
+def test_an_unrecorded_submission_whose_outcome_came_first_is_joined_even_after_review(
+    uploader_stack: UploaderStack,
+) -> None:
+    stack = uploader_stack
+    ref = ObjectRef(stack.bucket, "inbox/review-then-outcome.pdf", "v1")
+    claim = stack.ledger.claim(ref, lease_seconds=0.01)
+    stack.ledger.remember_submission(ref, claim.token, "5550000000000001", None)
+    time.sleep(0.05)
+    assert stack.ledger.mark_interrupted(ref, "interrupted")  # the lease ran out: NEEDS_REVIEW, as it should
+    stack.ledger.record_outcome(OutcomeEvent("evt-1", "document.uploaded", "5550000000000001", "2026-11-30T10:00:00Z"))
+    _reconcile_after(stack, timedelta(minutes=1))
+    item = stack.ledger.get_object(ref)
+    assert (item["status"], item["document_id"]) == ("UPLOADED", "5550000000000001")  # definitive evidence: closed

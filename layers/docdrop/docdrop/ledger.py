@@ -51,6 +51,8 @@ OPEN = frozenset({Status.RECEIVED, Status.WAITING_FOR_TAGS, Status.PENDING_RETRY
 TAGS_EXPIRED = "tags_expired"
 # On a Cobalt document: its outcome is not yet joined to an object (feeds the sparse `by_unjoined_outcome` index).
 UNJOINED = "outcome_unjoined"
+# Its value for a submission Cobalt accepted whose own ledger write failed (see `remember_submission`).
+UNRECORDED = "UNRECORDED"
 INTERRUPTED_REASON = (
     "The upload was interrupted after its claim: it may or may not be in the EMR; check the chart, then resolve it"
 )
@@ -549,9 +551,10 @@ class DocumentLedger:
     def join_outcome(self, document: Mapping[str, Any], mark: str) -> JoinResult:
         """Move the object a Cobalt document came from to that document's outcome, with Cobalt's reason.
 
-        One conditional UpdateItem: only a SUBMITTED or STALE object with this document id moves. `mark` names this
-        write (a stream record's sequence number, a reconciler pass): when botocore retries a write whose answer was
-        lost, the item already carries the mark, and the retry is known as its own success, not someone else's.
+        One conditional UpdateItem: only a SUBMITTED or STALE object with this document id moves, or, for a submission
+        whose own write failed (`remember_submission`), the claim that sent it. `mark` names this write (a stream
+        record's sequence number, a reconciler pass): when botocore retries a write whose answer was lost, the item
+        already carries the mark, and the retry is known as its own success, not someone else's.
         """
         outcome = Status(document["outcome"])
         reason = str(document.get("outcome_reason") or outcome.value)
@@ -563,12 +566,17 @@ class DocumentLedger:
             now,
             {
                 "joined_mark": mark,
+                "document_id": str(document["document_id"]),
                 "outcome_created": document.get("outcome_created"),
                 "expires_at": self._object_expiry(outcome),
             },
         )
         open_states = f"{e.v(Status.SUBMITTED.value)}, {e.v(Status.STALE.value)}"
-        condition = f"{e.n('document_id')} = {e.v(str(document['document_id']))} AND {e.n('status')} IN ({open_states})"
+        condition = (
+            f"({e.n('document_id')} = {e.v(str(document['document_id']))} AND {e.n('status')} IN ({open_states}))"
+        )
+        if document.get("claim_token"):
+            condition += f" OR {self._unrecorded_sender(e, str(document['claim_token']))}"
         try:
             self._call(
                 "update_item",
@@ -586,6 +594,54 @@ class DocumentLedger:
                 return JoinResult.JOINED  # our own earlier try was applied; its answer was lost
             return JoinResult.ALREADY if current.get("status") == outcome.value else JoinResult.NOT_OPEN
         return JoinResult.JOINED
+
+    @staticmethod
+    def _unrecorded_sender(e: Expression, token: str) -> str:
+        """Condition: the object is still held (or given up for review) by the claim whose upload Cobalt accepted."""
+        held = f"{e.v(Status.RECEIVED.value)}, {e.v(Status.NEEDS_REVIEW.value)}"
+        return f"({e.n('claim_token')} = {e.v(token)} AND {e.n('status')} IN ({held}))"
+
+    def remember_submission(self, ref: ObjectRef, token: str, document_id: str, job_id: str | None) -> None:
+        """Cobalt accepted the upload but the submission could not be recorded: keep the document id durably anyway,
+        on the Cobalt document's own item, with the claim that sent it, in the `by_unjoined_outcome` index under
+        UNRECORDED, so an outcome joins it and the reconciler records the submission (`record_late_submission`)."""
+        now = now_iso()
+        e = Expression()
+        sets = e.assign(
+            {**_ref_attributes(ref), "document_id": document_id, "claim_token": token, "job_id": job_id},
+            keep_first={"submitted_at": now, "created_at": now, UNJOINED: UNRECORDED, "outcome_at": now},
+        )
+        self._conditional_update(self._document_key(document_id), e, "SET " + ", ".join(sets), "")
+
+    def unrecorded_submissions(self) -> Iterator[dict[str, Any]]:
+        """Cobalt documents whose submission `remember_submission` kept, not yet recorded on their object."""
+        return self._index_items("by_unjoined_outcome", UNJOINED, "outcome_at", UNRECORDED, None, None, False)
+
+    def record_late_submission(self, document: Mapping[str, Any]) -> bool:
+        """The object whose submission was kept by `remember_submission` becomes SUBMITTED with its document id; the
+        document leaves the UNRECORDED index. True when the object moved; False when it had moved on already."""
+        now = now_iso()
+        e = Expression()
+        sets = e.transition(
+            Status.SUBMITTED,
+            "Accepted by Cobalt (recorded late: the upload's own write failed); waiting for the EMR's outcome",
+            now,
+            {"document_id": str(document["document_id"]), "job_id": document.get("job_id")},
+        )
+        moved = self._conditional_update(
+            self._object_key(str(document["object_id"])),
+            e,
+            "SET " + ", ".join(sets),
+            self._unrecorded_sender(e, str(document["claim_token"])),
+        )
+        d = Expression()
+        self._conditional_update(
+            self._document_key(str(document["document_id"])),
+            d,
+            f"REMOVE {d.n(UNJOINED)}",
+            f"{d.n(UNJOINED)} = {d.v(UNRECORDED)}",
+        )
+        return moved
 
     def clear_unjoined(self, document_id: str) -> None:
         """Take a joined Cobalt document out of the `by_unjoined_outcome` index (so sweeps never read history)."""

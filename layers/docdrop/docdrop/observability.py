@@ -36,6 +36,7 @@ class MetricName(StrEnum):
     OUTCOME_EVENTS_RECORDED = "OutcomeEventsRecorded"  # webhook: signed document outcomes kept (DocDrop's or not)
     # The outcome joiner and the reconciler: open loops closed, and how many remain open for how long.
     RECOVERED_FROM_EVENT_LOG = "RecoveredFromEventLog"
+    LATE_SUBMISSIONS = "LateSubmissionsRecorded"
     EVENT_LOG_UNAVAILABLE = "EventLogUnavailable"
     DOCUMENTS_STALE = "DocumentsStale"
     TAG_WAITS_EXPIRED = "TagWaitsExpired"

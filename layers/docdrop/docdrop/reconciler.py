@@ -8,6 +8,7 @@ One pass, on a schedule, one at a time (a lease in the ledger), inside a time bu
 - RECEIVED whose lease ran out long ago (its message will not come back): NEEDS_REVIEW, never a second upload.
 - PENDING_RETRY past the queue's retry horizon: its message is in the dead-letter queue; the reason says how to redrive.
 - Outcomes no object claimed within the grace period are not DocDrop's: never counted, left to expire.
+- A submission Cobalt accepted whose own ledger write failed (kept by the uploader on the document's item) is recorded.
 Every write is conditional on the state that was read, so two passes (or a pass and a webhook) cannot collide.
 Each pass reads open items only: its cost grows with what is open, never with history.
 """
@@ -64,6 +65,7 @@ class PassReport:
 
     ran: bool = True
     complete: bool = True
+    late_submissions: int = 0
     joined_from_ledger: int = 0
     recovered_from_event_log: int = 0
     event_log_pages: int = 0
@@ -130,7 +132,14 @@ class Reconciler:
         state = self._ledger.run_state(RUN_NAME)
         report = PassReport()
         try:
-            steps = (self._submitted, self._tag_waits, self._interrupted, self._dead_lettered, self._foreign)
+            steps = (
+                self._unrecorded,
+                self._submitted,
+                self._tag_waits,
+                self._interrupted,
+                self._dead_lettered,
+                self._foreign,
+            )
             for step in steps:
                 if deadline.remaining() < RESERVE_SECONDS:
                     report.complete = False
@@ -142,6 +151,18 @@ class Reconciler:
         self._count(report)
         self.logger.info("reconciler pass", extra={"report": report.to_dict()})
         return report
+
+    # ----- submissions Cobalt accepted whose own ledger write failed ------------------------------------------------
+    def _unrecorded(self, report: PassReport, deadline: Deadline, state: dict[str, Any], owner: str) -> None:
+        for document in self._ledger.unrecorded_submissions():
+            if deadline.remaining() < RESERVE_SECONDS:
+                report.complete = False
+                return
+            if document.get("outcome"):  # the outcome came already: it closes the object directly
+                self._joiner.join(document, mark=f"reconciler:{owner}:{document['document_id']}")
+                report.late_submissions += 1
+            elif self._ledger.record_late_submission(document):
+                report.late_submissions += 1
 
     # ----- SUBMITTED: the outcome, from the ledger or Cobalt's event log, else STALE ----------------------------------
     def _submitted(self, report: PassReport, deadline: Deadline, state: dict[str, Any], owner: str) -> None:
@@ -303,6 +324,7 @@ class Reconciler:
             return
         for name, value in (
             (MetricName.RECOVERED_FROM_EVENT_LOG, report.recovered_from_event_log),
+            (MetricName.LATE_SUBMISSIONS, report.late_submissions),
             (MetricName.DOCUMENTS_STALE, report.stale),
             (MetricName.TAG_WAITS_EXPIRED, report.tag_waits_expired),
             (MetricName.INTERRUPTED_CLAIMS, report.interrupted),

@@ -348,13 +348,25 @@ class DocumentUploader:
                 return
             except (LedgerError, ClientError):
                 if attempt == 2:
-                    # The document id is Cobalt's, not PHI: logged so an operator can join it by hand.
+                    kept = self._remember_submission(ref, token, document_id, job_id)
+                    # The document id is Cobalt's, not PHI: logged so an operator can join it by hand if need be.
                     self.logger.error(
-                        "accepted by Cobalt but not recorded",
+                        "accepted by Cobalt but not recorded"
+                        + ("; kept for the reconciler" if kept else "; NOT kept: join it by hand"),
                         extra={"object_id": ref.object_id, "document_id": document_id},
                     )
                     raise RetryLater(f"object {ref.object_id}: submission not recorded") from None
                 self._sleep(0.2 * 2**attempt)
+
+    def _remember_submission(self, ref: ObjectRef, token: str, document_id: str, job_id: str | None) -> bool:
+        """Keep Cobalt's document id on its own small item, so the outcome and the reconciler can still find it."""
+        for attempt in range(2):
+            try:
+                self._ledger.remember_submission(ref, token, document_id, job_id)
+                return True
+            except (LedgerError, ClientError):
+                self._sleep(0.2 * 2**attempt)
+        return False
 
 
 @contextmanager
