@@ -51,14 +51,13 @@ def main(argv: list[str] | None = None) -> int:
             boto3.client("dynamodb", endpoint_url=info.dynamodb_endpoint_url, region_name=info.region), info.table
         )
         unknown_every = round(1 / args.unknown_mrn) if args.unknown_mrn else 0
-        body = pdf_bytes("open loops")
 
         def drop(i: int) -> None:
             mrn = "999999" if unknown_every and i % unknown_every == 0 else f"10000{1 + i % 3}"
             s3.put_object(
                 Bucket=info.bucket,
                 Key=f"{info.prefix}run/{i:05d}.pdf",
-                Body=body,
+                Body=pdf_bytes(f"open loops {i}"),  # identical files would be DUPLICATE, as they should
                 Tagging=urlencode({"patient_mrn": mrn, "folder_name": "MedicalRecords"}),
             )
 

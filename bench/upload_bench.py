@@ -30,7 +30,7 @@ import requests
 from local.dynamodb_local import free_port, running_dynamodb_local
 from local.event_source import lambda_sqs_record
 from local.lambda_runtime import LocalLambdaContext, load_handler_module
-from local.resources import create_inbox_bucket, create_ingest_queues, create_ledger_table
+from local.resources import create_fingerprint_key, create_inbox_bucket, create_ingest_queues, create_ledger_table
 from local.samples import pdf_bytes
 from local.stack import LOCAL_CREDENTIALS, SANDBOX_CREDENTIALS
 
@@ -57,7 +57,7 @@ class Bench:
             self.s3.put_object(
                 Bucket=self.bucket,
                 Key=f"{PREFIX}bench/{uuid.uuid4().hex}.pdf",
-                Body=pdf_bytes("bench", size=size),
+                Body=pdf_bytes(f"bench {uuid.uuid4().hex}", size=size),
                 Tagging=urlencode({"patient_mrn": "100001", "folder_name": "MedicalRecords"}),
             )
         messages: list[dict[str, Any]] = []
@@ -127,6 +127,9 @@ def environment() -> Iterator[Bench]:
                     "LEDGER_TABLE": table,
                     "COBALT_BASE_URL": sandbox_root + "/v1",
                     "COBALT_CREDENTIALS_SECRET": f"{name}/cobalt",
+                    "FINGERPRINT_KEY_SECRET": create_fingerprint_key(
+                        boto3.client("secretsmanager", endpoint_url=moto_url), f"{name}/fingerprint-key"
+                    ),
                     "WATCHED_PREFIX": PREFIX,
                     "POWERTOOLS_METRICS_DISABLED": "true",
                     "POWERTOOLS_LOG_LEVEL": "WARNING",

@@ -5,6 +5,7 @@
     docdrop status --document-id 9988776655443322                 one Cobalt document
     docdrop register-webhook --url https://.../webhooks/cobalt    POST /v1/webhook, secret stored in Secrets Manager
     docdrop reconcile [--json]                                    one reconciler pass now, and what it did
+    docdrop resolve --resend --key inbox/a.pdf [--version V]      send a DUPLICATE once after all
 
 Where it looks: `--stack NAME` (a deployed CloudFormation stack's outputs), `--table NAME` (with the usual AWS
 configuration), or else the local stack's `.docdrop/local-stack.json` while `make demo ARGS=--keep-running` runs.
@@ -21,6 +22,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import quote_plus
 
 import boto3
 from docdrop.cobalt import CobaltClient
@@ -44,6 +46,7 @@ class Target:
     signing_secret: str | None = None
     cobalt_base_url: str | None = None
     reconciler_function: str | None = None
+    queue_url: str | None = None
     function_environment: dict[str, str] | None = None  # the local stack's: its functions run in this process
     local: bool = False
 
@@ -70,6 +73,7 @@ def resolve_target(args: argparse.Namespace) -> Target:
             credentials_secret=outputs.get("CobaltCredentialsSecretArn"),
             signing_secret=outputs.get("WebhookSigningSecretArn"),
             reconciler_function=outputs.get("ReconcilerFunctionName"),
+            queue_url=outputs.get("IngestQueueUrl"),
         )
     if args.table:
         return Target(table=args.table, bucket=args.bucket, region=args.region)
@@ -85,6 +89,7 @@ def resolve_target(args: argparse.Namespace) -> Target:
             signing_secret=info["secrets"]["webhook_signing"],
             cobalt_base_url=info.get("cobalt_base_url"),
             function_environment=info.get("function_environment"),
+            queue_url=info.get("queue_url"),
             local=True,
         )
     if os.environ.get("LEDGER_TABLE"):
@@ -268,6 +273,50 @@ def _describe_pass(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def s3_notification(bucket: str, key: str, version_id: str, size: int, event: str = "ObjectCreated:Put") -> str:
+    """An S3 event notification body as S3 sends it (URL-encoded key, version id, size)."""
+    record = {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": "us-east-1",
+        "eventTime": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "eventName": event,
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+            "object": {"key": quote_plus(key, safe="/"), "size": size, "versionId": version_id},
+        },
+    }
+    return json.dumps({"Records": [record]})
+
+
+def resolve_command(args: argparse.Namespace, out: TextIO) -> int:
+    """`--resend`: a DUPLICATE a person wants sent after all: the version is approved, then its event queued again."""
+    target = resolve_target(args)
+    if not target.queue_url:
+        raise SystemExit("docdrop: resolve needs --stack NAME (or the local stack) to find the ingest queue")
+    ledger = DocumentLedger(target.client("dynamodb"), target.table)
+    refs = versions_of(target, args.key)
+    if args.version:
+        refs = [r for r in refs if r.version_id == args.version]
+    duplicates = [r for r in refs if (ledger.get_object(r) or {}).get("status") == Status.DUPLICATE.value]
+    if len(duplicates) != 1:
+        raise SystemExit(
+            f"docdrop: {len(duplicates)} DUPLICATE versions of that key"
+            + ("; name one with --version" if duplicates else "")
+        )
+    [ref] = duplicates
+    if not ledger.approve_resend(ref, "Resend approved by a person (docdrop resolve --resend); sending it once"):
+        raise SystemExit("docdrop: that version is no longer DUPLICATE")
+    size = int(
+        target.client("s3").head_object(Bucket=ref.bucket, Key=ref.key, VersionId=ref.version_id)["ContentLength"]
+    )
+    body = s3_notification(ref.bucket, ref.key, ref.version_id, size)
+    target.client("sqs").send_message(QueueUrl=target.queue_url, MessageBody=body)
+    out.write(f"Approved; version {ref.version_id} is queued to be sent once.\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="docdrop", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     where = argparse.ArgumentParser(add_help=False)
@@ -292,6 +341,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="run one reconciler pass now (recover lost webhooks, enforce deadlines); exit 3 if another pass ran",
     )
     reconcile.add_argument("--json", action="store_true", help="the pass's report as JSON")
+    resolve = commands.add_parser(
+        "resolve", parents=[where], help="--resend: send a DUPLICATE version once after all (it is queued again)"
+    )
+    resolve.add_argument("--resend", action="store_true", required=True, help="send it (the only resolution so far)")
+    resolve.add_argument("--key", required=True, help="the object key")
+    resolve.add_argument("--version", help="the version id, when the key has several DUPLICATE versions")
     return parser
 
 
@@ -301,6 +356,8 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
         return status_command(args, out)
     if args.command == "reconcile":
         return reconcile_command(args, out)
+    if args.command == "resolve":
+        return resolve_command(args, out)
     return register_webhook_command(args, out)
 
 

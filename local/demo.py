@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import signal
 import sys
@@ -21,17 +20,17 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
-from urllib.parse import quote_plus, urlencode
+from urllib.parse import urlencode
 
 import boto3
 from docdrop.filetype import MAX_DOCUMENT_BYTES
 from docdrop.ledger import TERMINAL, DocumentLedger, DocumentView, ObjectRef, Status
 
-from local.cli import format_table, shorten
+from local.cli import format_table, s3_notification, shorten
 from local.samples import jpeg_bytes, pdf_bytes, png_bytes
 from local.stack import STATE_DIR, LocalStack, StackInfo, StackOptions
 
@@ -151,23 +150,6 @@ def mask_mrn(mrn: str | None) -> str:
     if not mrn:
         return "-"
     return "*" * max(0, len(mrn) - 2) + mrn[-2:]
-
-
-def s3_notification(bucket: str, key: str, version_id: str, size: int, event: str = "ObjectCreated:Put") -> str:
-    """An S3 event notification body as S3 sends it (URL-encoded key, version id, size)."""
-    record = {
-        "eventVersion": "2.1",
-        "eventSource": "aws:s3",
-        "awsRegion": "us-east-1",
-        "eventTime": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "eventName": event,
-        "s3": {
-            "s3SchemaVersion": "1.0",
-            "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
-            "object": {"key": quote_plus(key, safe="/"), "size": size, "versionId": version_id},
-        },
-    }
-    return json.dumps({"Records": [record]})
 
 
 @dataclasses.dataclass

@@ -155,3 +155,11 @@ def create_ledger_table(dynamodb: Any, name: str, template: dict[str, Any] | Non
     if ttl:
         dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl})
     return name
+
+
+def create_fingerprint_key(secrets_client: Any, name: str) -> str:
+    """FingerprintKeySecret as the template generates it: a JSON {"key": <64 random characters>}; returns its name."""
+    import secrets
+
+    secrets_client.create_secret(Name=name, SecretString=json.dumps({"key": secrets.token_hex(32)}))
+    return name

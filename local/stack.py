@@ -30,6 +30,7 @@ from local.event_source import SqsEventSource
 from local.lambda_runtime import LocalLambdaContext, load_handler_module
 from local.resources import (
     IngestQueues,
+    create_fingerprint_key,
     create_inbox_bucket,
     create_ingest_queues,
     create_ledger_table,
@@ -161,6 +162,7 @@ class LocalStack:
         credentials_secret, signing_secret = f"{name}/cobalt-credentials", f"{name}/webhook-signing"
         secrets.create_secret(Name=credentials_secret, SecretString=json.dumps(credentials))
         secrets.create_secret(Name=signing_secret, SecretString=json.dumps({"current": "REPLACE_ME", "previous": ""}))
+        fingerprint_secret = create_fingerprint_key(secrets, f"{name}/fingerprint-key")
 
         logs_dir = options.state_dir / "logs"
         logs_dir.mkdir(exist_ok=True)
@@ -191,6 +193,7 @@ class LocalStack:
                 "WEBHOOK_SECRET": signing_secret,
                 "COBALT_BASE_URL": cobalt_url,
                 "COBALT_CREDENTIALS_SECRET": credentials_secret,
+                "FINGERPRINT_KEY_SECRET": fingerprint_secret,
                 "WATCHED_PREFIX": options.prefix,
             }
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import boto3
@@ -27,6 +28,9 @@ _AWS = Config(
 credentials = SecretDocument(
     settings.cobalt_credentials_secret, settings.secret_max_age_seconds, boto3.client("secretsmanager", config=_AWS)
 )
+fingerprint_key = SecretDocument(
+    settings.fingerprint_key_secret, settings.secret_max_age_seconds, boto3.client("secretsmanager", config=_AWS)
+)
 uploader = DocumentUploader(
     DocumentLedger(boto3.client("dynamodb", config=_AWS), settings.ledger_table, settings.record_retention_days),
     boto3.client("s3", config=_AWS),
@@ -40,6 +44,8 @@ uploader = DocumentUploader(
     ),
     logger=logger,
     watched_prefix=settings.watched_prefix,
+    fingerprint_key=lambda: str(fingerprint_key.get()["key"]).encode("utf-8"),
+    duplicate_window=timedelta(hours=settings.duplicate_window_hours),
 )
 executor = ThreadPoolExecutor(max_workers=settings.max_parallel_uploads, thread_name_prefix="upload")
 

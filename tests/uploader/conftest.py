@@ -18,7 +18,13 @@ from docdrop.ledger import DocumentLedger, DocumentView, ObjectRef
 from local.cobalt_sandbox import CobaltSandbox, FaultSettings
 from local.event_source import BatchReport, SqsEventSource, lambda_sqs_record
 from local.lambda_runtime import LocalLambdaContext, load_handler_module
-from local.resources import IngestQueues, create_inbox_bucket, create_ingest_queues, uploader_event_source
+from local.resources import (
+    IngestQueues,
+    create_fingerprint_key,
+    create_inbox_bucket,
+    create_ingest_queues,
+    uploader_event_source,
+)
 
 AUTH = {"client_id": "ci_test_docdrop", "client_secret": "cs_test_docdrop", "access_token": "at_test_clinic_main"}
 PREFIX = "inbox/"
@@ -137,6 +143,7 @@ def uploader_stack(
         "LEDGER_TABLE": ledger_table,
         "COBALT_BASE_URL": sandbox.base_url,
         "COBALT_CREDENTIALS_SECRET": f"{name}/cobalt",
+        "FINGERPRINT_KEY_SECRET": create_fingerprint_key(secrets, f"{name}/fingerprint-key"),
         "WATCHED_PREFIX": PREFIX,
         "COBALT_READ_TIMEOUT": str(READ_TIMEOUT),
         "AWS_ENDPOINT_URL": moto_endpoint,

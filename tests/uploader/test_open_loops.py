@@ -16,7 +16,7 @@ from docdrop.outcomes import OutcomeJoiner
 from docdrop.reconciler import Reconciler
 from docdrop.uploader import Deadline
 
-from local.demo import s3_notification
+from local.cli import s3_notification
 from local.samples import pdf_bytes
 from tests.reconciler.conftest import DEADLINES, Clock, RecordedMetrics
 from tests.uploader.conftest import AUTH, MRN, UploaderStack, tags

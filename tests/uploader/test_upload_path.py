@@ -294,9 +294,9 @@ def test_no_log_line_or_metric_of_a_run_carries_an_mrn_notes_or_object_key(
         uploader_stack.put("waiting/" + name, pdf_bytes(), {"patient_mrn": mrn}, {"notes": notes})
         uploader_stack.drain()
         uploader_stack.script({"status": 500, "body": {"message": f"crash while filing {mrn}"}})
-        uploader_stack.put("ambiguous/" + name, pdf_bytes(), tags(mrn=mrn), {"notes": notes})
+        uploader_stack.put("ambiguous/" + name, pdf_bytes("ambiguous"), tags(mrn=mrn), {"notes": notes})
         uploader_stack.drain()
-        uploader_stack.put("filed/" + name, pdf_bytes(), tags(mrn=mrn), {"notes": notes})
+        uploader_stack.put("filed/" + name, pdf_bytes("filed"), tags(mrn=mrn), {"notes": notes})
         uploader_stack.drain()
     finally:
         uploader_stack.module.logger.removeHandler(capture)

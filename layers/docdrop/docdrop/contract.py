@@ -15,7 +15,9 @@ from email.header import decode_header, make_header
 MAX_NOTES_CHARS = 1000
 REQUIRED = ("patient_mrn", "folder_name")
 OPTIONAL = ("emr_assigned_to_id", "is_reviewed", "is_high_priority", "notes")
-FIELDS = REQUIRED + OPTIONAL
+# Read by DocDrop, never sent to Cobalt: allow_duplicate=true sends a version even when identical to one sent lately.
+CONTROLS = ("allow_duplicate",)
+FIELDS = REQUIRED + OPTIONAL + CONTROLS
 _TRUE = frozenset({"true", "yes", "1"})
 _FALSE = frozenset({"false", "no", "0"})
 
@@ -47,6 +49,7 @@ class UploadFields:
 @dataclasses.dataclass(frozen=True)
 class Accepted:
     fields: UploadFields
+    allow_duplicate: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,7 +153,7 @@ def read_contract(tags: Mapping[str, str], metadata: Mapping[str, str]) -> Contr
     if notes is not None and len(notes) > MAX_NOTES_CHARS:
         return Refused(f"notes are {len(notes)} characters; Cobalt accepts at most {MAX_NOTES_CHARS}")
     flags: dict[str, bool | None] = {}
-    for field in ("is_reviewed", "is_high_priority"):
+    for field in ("is_reviewed", "is_high_priority", "allow_duplicate"):
         flag, problem = _boolean(field, values.get(field))
         if problem is not None:
             return Refused(problem)
@@ -163,5 +166,6 @@ def read_contract(tags: Mapping[str, str], metadata: Mapping[str, str]) -> Contr
             is_reviewed=flags["is_reviewed"],
             is_high_priority=flags["is_high_priority"],
             notes=notes if notes and notes.strip() else None,
-        )
+        ),
+        allow_duplicate=flags["allow_duplicate"] is True,
     )

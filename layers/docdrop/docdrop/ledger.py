@@ -40,9 +40,14 @@ class Status(StrEnum):
     NEEDS_REVIEW = "NEEDS_REVIEW"  # may or may not be in the EMR: never sent again automatically
     STALE = "STALE"  # submitted, no outcome by the deadline
     BLOCKED = "BLOCKED"  # Cobalt said login_required: waits for a re-link, then a redrive
+    DUPLICATE = "DUPLICATE"  # the same file, patient and folder went out within the duplicate window: not sent
 
 
-TERMINAL = frozenset({Status.UPLOADED, Status.FAILED, Status.REJECTED, Status.NEEDS_REVIEW, Status.STALE})
+TERMINAL = frozenset(
+    {Status.UPLOADED, Status.FAILED, Status.REJECTED, Status.NEEDS_REVIEW, Status.STALE, Status.DUPLICATE}
+)
+# A DUPLICATE a person approved for sending (`docdrop resolve --resend`): its next event claims it and sends it.
+RESEND_APPROVED = "resend_approved"
 # States from which a new delivery of the object's event may claim it again (nothing was sent to Cobalt).
 CLAIMABLE = frozenset({Status.WAITING_FOR_TAGS, Status.PENDING_RETRY, Status.BLOCKED})
 # States that still wait for something; each has a deadline and an owner (the reconciler, SQS, or a person's re-link).
@@ -57,7 +62,7 @@ INTERRUPTED_REASON = (
     "The upload was interrupted after its claim: it may or may not be in the EMR; check the chart, then resolve it"
 )
 # What a claim takes off an item it resumes: a refusal's expiry and flag, a dead-letter note.
-_CLEARED_ON_CLAIM = (TAGS_EXPIRED, "dead_lettered_at", "expires_at")
+_CLEARED_ON_CLAIM = (TAGS_EXPIRED, "dead_lettered_at", "expires_at", RESEND_APPROVED)
 OUTCOMES = {"document.uploaded": Status.UPLOADED, "document.upload_failed": Status.FAILED}
 
 
@@ -86,6 +91,7 @@ class Claim:
     won: bool
     token: str
     current: dict[str, Any] | None
+    resend_approved: bool = False  # the claimed item was a DUPLICATE a person approved for sending
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,12 +239,17 @@ class DocumentLedger:
         attempts = e.n("attempts")
         sets.append(f"{attempts} = if_not_exists({attempts}, {e.v(0)}) + {e.v(1)}")
         claimable = ", ".join(e.v(s.value) for s in sorted(CLAIMABLE))
-        condition = f"attribute_not_exists({e.n('pk')}) OR {e.n('status')} IN ({claimable}) OR {self._tags_expired(e)}"
+        approved = f"({e.n('status')} = {e.v(Status.DUPLICATE.value)} AND {e.n(RESEND_APPROVED)} = {e.v(True)})"
+        condition = (
+            f"attribute_not_exists({e.n('pk')}) OR {e.n('status')} IN ({claimable}) OR {self._tags_expired(e)}"
+            f" OR {approved}"
+        )
         try:
-            self._call(
+            answer = self._call(
                 "update_item",
                 TableName=self._table,
                 Key=self._object_key(ref.object_id),
+                ReturnValues="UPDATED_OLD",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 **e.kwargs("SET " + ", ".join(sets) + " REMOVE " + ", ".join(map(e.n, _CLEARED_ON_CLAIM)), condition),
             )
@@ -251,7 +262,8 @@ class DocumentLedger:
                 # botocore re-sent our claim after DynamoDB applied it and the answer was lost: the claim is ours.
                 return Claim(True, token, None)
             return Claim(False, token, current)
-        return Claim(True, token, None)
+        previous = plain(answer.get("Attributes")) or {}
+        return Claim(True, token, None, resend_approved=previous.get(RESEND_APPROVED) is True)
 
     def record_unclaimed_state(self, ref: ObjectRef, status: Status, reason: str, **attrs: Any) -> bool:
         """REJECTED or WAITING_FOR_TAGS, decided before any claim: only over nothing, or over a wait for tags.
@@ -696,6 +708,55 @@ class DocumentLedger:
         """PENDING_RETRY whose message has used up its deliveries: it stays PENDING_RETRY (a redrive resumes it),
         and its reason says so and how to redrive."""
         return self._transition_from(item, Status.PENDING_RETRY, reason, {"dead_lettered_at": now_iso()})
+
+    # ----- identical documents (same file, patient and folder) -------------------------------------------------
+    def hold_fingerprint(
+        self, fingerprint: str, ref: ObjectRef, window: timedelta, force: bool = False
+    ) -> dict[str, Any] | None:
+        """Hold a keyed fingerprint of (file, patient, folder) for this object version for `window`.
+
+        Returns None when it is held for this version now; else the version that sent the same within the window.
+        `force` holds it whatever (a producer's allow_duplicate, a person's resend). One conditional UpdateItem, so two
+        identical versions racing each other cannot both pass.
+        """
+        now = datetime.now(UTC)
+        e = Expression()
+        sets = e.assign(
+            {
+                **_ref_attributes(ref),
+                "held_at": now.isoformat(timespec="microseconds"),
+                "expires_at": int((now + window + timedelta(days=1)).timestamp()),  # useless after the window
+            }
+        )
+        condition = None
+        if not force:  # (placeholders only for what the expression uses: DynamoDB refuses unused ones)
+            window_start = e.v((now - window).isoformat(timespec="microseconds"))
+            condition = (
+                f"attribute_not_exists({e.n('pk')}) OR {e.n('held_at')} < {window_start}"
+                f" OR {e.n('object_id')} = {e.v(ref.object_id)}"
+            )
+        try:
+            self._call(
+                "update_item",
+                TableName=self._table,
+                Key={"pk": {"S": f"FP#{fingerprint}"}, "sk": {"S": "FP"}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **e.kwargs("SET " + ", ".join(sets), condition),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise _failure(exc, "fingerprint write") from exc
+            old: Any = exc.response.get("Item")
+            return plain(old) or {}
+        return None
+
+    def approve_resend(self, ref: ObjectRef, reason: str) -> bool:
+        """A person's decision: this DUPLICATE is to be sent after all, once, at its next event."""
+        e = Expression()
+        condition = f"{e.n('status')} = {e.v(Status.DUPLICATE.value)}"
+        sets = e.assign({"reason": reason, RESEND_APPROVED: True, "updated_at": now_iso()})
+        sets.append(e.append("history", {"at": now_iso(), "status": Status.DUPLICATE.value, "reason": reason}))
+        return self._conditional_update(self._object_key(ref.object_id), e, "SET " + ", ".join(sets), condition)
 
     # ----- one reconciler at a time, and where it stopped -------------------------------------------------------
     def acquire_run_lease(self, name: str, owner: str, seconds: float) -> bool:

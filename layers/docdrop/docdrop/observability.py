@@ -26,6 +26,7 @@ class MetricName(StrEnum):
     DOCUMENTS_UPLOADED = "DocumentsUploaded"
     DUPLICATE_EVENTS = "DuplicateEvents"
     UNVERSIONED_OBJECTS = "UnversionedObjects"
+    DOCUMENTS_DUPLICATE = "DocumentsDuplicate"
     COBALT_LATENCY = "CobaltLatency"
     WEBHOOK_INVALID_SIGNATURE = "WebhookInvalidSignature"
     WEBHOOK_BAD_REQUEST = "WebhookBadRequest"

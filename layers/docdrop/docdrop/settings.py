@@ -46,6 +46,9 @@ class UploaderSettings:
     secret_max_age_seconds: int = 300
     # Promise 6: a 500 from Cobalt is ambiguous (it may have stored the document): NEEDS_REVIEW unless set to "retry".
     server_error_policy: str = "needs_review"
+    # Secrets Manager name or ARN: {"key": ...}, the per-stack key of the patient/folder/file fingerprints.
+    fingerprint_key_secret: str = ""
+    duplicate_window_hours: float = 24.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> UploaderSettings:
@@ -55,6 +58,7 @@ class UploaderSettings:
             ("read_timeout_seconds", "COBALT_READ_TIMEOUT", float),
             ("max_parallel_uploads", "MAX_PARALLEL_UPLOADS", int),
             ("server_error_policy", "COBALT_SERVER_ERROR_POLICY", str),
+            ("duplicate_window_hours", "DUPLICATE_WINDOW_HOURS", float),
         ):
             if env.get(name):
                 optional[field] = kind(env[name])
@@ -64,6 +68,7 @@ class UploaderSettings:
             cobalt_credentials_secret=_required(env, "COBALT_CREDENTIALS_SECRET"),
             watched_prefix=env.get("WATCHED_PREFIX", ""),
             record_retention_days=int(env.get("RECORD_RETENTION_DAYS") or 0),
+            fingerprint_key_secret=_required(env, "FINGERPRINT_KEY_SECRET"),
             **optional,
         )
         if settings.server_error_policy not in ("needs_review", "retry"):

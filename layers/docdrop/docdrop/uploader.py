@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
+import hmac
 import logging
 import posixpath
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
@@ -23,7 +25,17 @@ from botocore.exceptions import ClientError
 from docdrop.cobalt import CobaltAnswer, CobaltClient, Verdict, backoff_seconds
 from docdrop.contract import Accepted, Refused, UploadFields, read_contract
 from docdrop.filetype import EXTENSIONS, MAX_DOCUMENT_BYTES, SNIFF_BYTES, sniff_content_type
-from docdrop.ledger import CLAIMABLE, INTERRUPTED_REASON, TAGS_EXPIRED, DocumentLedger, LedgerError, ObjectRef, Status
+from docdrop.ledger import (
+    CLAIMABLE,
+    INTERRUPTED_REASON,
+    RESEND_APPROVED,
+    TAGS_EXPIRED,
+    Claim,
+    DocumentLedger,
+    LedgerError,
+    ObjectRef,
+    Status,
+)
 from docdrop.observability import MetricName
 from docdrop.s3_events import ObjectEvent, UnreadableMessage, parse_s3_notifications
 
@@ -115,6 +127,8 @@ class DocumentUploader:
         watched_prefix: str = "",
         max_attempts: int = 4,
         sleep: Callable[[float], None] = time.sleep,
+        fingerprint_key: Callable[[], bytes] | None = None,
+        duplicate_window: timedelta = timedelta(hours=24),
     ) -> None:
         self._ledger = ledger
         self._s3 = s3
@@ -123,6 +137,8 @@ class DocumentUploader:
         self._prefix = watched_prefix
         self._max_attempts = max_attempts
         self._sleep = sleep
+        self._fingerprint_key = fingerprint_key
+        self._duplicate_window = duplicate_window
 
     # ----- one object event ---------------------------------------------------------------------------------------
     def process(self, event: ObjectEvent, deadline: Deadline) -> ObjectResult:
@@ -176,8 +192,41 @@ class DocumentUploader:
             if settled is None:  # claimable again already (a racing writer gave up): let the redelivery try
                 raise RetryLater(f"object {ref.object_id}: claim lost to a concurrent writer")
             return settled
+        duplicate = self._identical_one_sent(ref, claim, decision, content)
+        if duplicate is not None:
+            return duplicate
         filename = posixpath.basename(ref.key) or "document" + EXTENSIONS[content_type]
         return self._send(ref, claim.token, decision.fields, filename, content_type, content, deadline)
+
+    # ----- the same page twice ------------------------------------------------------------------------------------
+    def _identical_one_sent(
+        self, ref: ObjectRef, claim: Claim, decision: Accepted, content: bytes
+    ) -> ObjectResult | None:
+        """DUPLICATE when the same file, patient and folder went out within the window (an SDK's retried PutObject,
+        a scanner sending twice); None to send it. Compared by a keyed fingerprint, never the MRN in clear."""
+        if self._fingerprint_key is None:
+            return None
+        fields = decision.fields
+        material = "\0".join((fields.patient_mrn, fields.folder_name, hashlib.sha256(content).hexdigest()))
+        fingerprint = hmac.new(self._fingerprint_key(), material.encode("utf-8"), hashlib.sha256).hexdigest()
+        force = decision.allow_duplicate or claim.resend_approved
+        try:
+            holder = self._ledger.hold_fingerprint(fingerprint, ref, self._duplicate_window, force=force)
+        except (LedgerError, ClientError) as exc:
+            self._record(ref, claim.token, Status.PENDING_RETRY, "Could not check for an identical document; retried")
+            raise RetryLater(f"object {ref.object_id}: fingerprint not checked") from exc
+        if holder is None:
+            return None
+        reason = (
+            f"Identical to {holder.get('key')} (version {holder.get('version_id')}), sent at {holder.get('held_at')}: "
+            f"same file, patient and folder within {self._duplicate_window.total_seconds() / 3600:g} h, so not sent "
+            "again. To send it anyway: docdrop resolve --resend, or put it again tagged allow_duplicate=true"
+        )
+        self._record(ref, claim.token, Status.DUPLICATE, reason, duplicate_of=holder.get("object_id"))
+        self.logger.info("identical to a document sent lately; not sent", extra={"object_id": ref.object_id})
+        return ObjectResult(
+            ref.object_id, Status.DUPLICATE, metrics=(_RECEIVED, _count(MetricName.DOCUMENTS_DUPLICATE))
+        )
 
     # ----- reading ------------------------------------------------------------------------------------------------
     def _open(self, event: ObjectEvent) -> _OpenedObject:
@@ -245,6 +294,8 @@ class DocumentUploader:
         """What an existing ledger item means for this event: None to go on, else the result (duplicate, review...)."""
         if current is None or current.get("status") in CLAIMABLE or current.get(TAGS_EXPIRED):
             return None  # new, resumable, or refused only because its tags never came (they may have come now)
+        if current.get(RESEND_APPROVED):
+            return None  # a DUPLICATE a person approved for sending
         status = Status(current["status"])
         if status is Status.RECEIVED:
             if str(current.get("lease_until", "")) >= datetime.now(UTC).isoformat(timespec="microseconds"):
