@@ -34,13 +34,7 @@ from local.resources import create_ledger_table
 from local.samples import pdf_bytes
 from local.stack import LOCAL_CREDENTIALS, SANDBOX_CREDENTIALS
 
-DEADLINES = Deadlines(
-    outcome_grace=timedelta(minutes=15),
-    stale_after=timedelta(hours=24),
-    tag_wait=timedelta(hours=72),
-    retry_horizon=timedelta(minutes=50),
-    foreign_retention=timedelta(days=7),
-)
+DEADLINES = Deadlines.defaults()
 
 
 class CountingCobalt(CobaltClient):

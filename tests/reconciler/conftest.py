@@ -23,13 +23,7 @@ from local.cobalt_sandbox import CobaltSandbox
 from local.samples import pdf_bytes
 
 AUTH = {"client_id": "ci_test_docdrop", "client_secret": "cs_test_docdrop", "access_token": "at_test_clinic_main"}
-DEADLINES = Deadlines(
-    outcome_grace=timedelta(minutes=15),
-    stale_after=timedelta(hours=24),
-    tag_wait=timedelta(hours=72),
-    retry_horizon=timedelta(minutes=50),
-    foreign_retention=timedelta(days=7),
-)
+DEADLINES = Deadlines.defaults()
 
 
 class RecordedMetrics:

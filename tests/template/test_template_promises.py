@@ -272,3 +272,17 @@ def test_skipped_checkov_checks_are_each_justified() -> None:
     for name, resource in RESOURCES.items():
         for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
             assert len(skip.get("comment", "")) > 30, f"{name} skips {skip['id']} without a reason"
+
+
+def test_the_code_defaults_of_the_deadlines_are_the_templates_parameter_defaults() -> None:
+    from datetime import timedelta
+
+    from docdrop.reconciler import Deadlines
+
+    defaults, parameters = Deadlines.defaults(), TEMPLATE["Parameters"]
+    assert defaults.outcome_grace == timedelta(minutes=parameters["OutcomeGraceMinutes"]["Default"])
+    assert defaults.stale_after == timedelta(hours=parameters["StaleAfterHours"]["Default"])
+    assert defaults.tag_wait == timedelta(hours=parameters["TagWaitHours"]["Default"])
+    assert defaults.foreign_retention == timedelta(days=parameters["ForeignRetentionDays"]["Default"])
+    horizon = props("ReconcilerFunction")["Environment"]["Variables"]["RETRY_HORIZON_MINUTES"]
+    assert defaults.retry_horizon == timedelta(minutes=float(horizon))

@@ -58,6 +58,11 @@ class Deadlines:
             foreign_retention=timedelta(days=settings.foreign_retention_days),
         )
 
+    @classmethod
+    def defaults(cls) -> Deadlines:
+        """The deadlines a stack gets when no parameter changes them."""
+        return cls.from_settings(ReconcilerSettings(ledger_table="", cobalt_base_url="", cobalt_credentials_secret=""))
+
 
 @dataclasses.dataclass
 class PassReport:
