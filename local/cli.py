@@ -6,6 +6,7 @@
     docdrop register-webhook --url https://.../webhooks/cobalt    POST /v1/webhook, secret stored in Secrets Manager
     docdrop reconcile [--json]                                    one reconciler pass now, and what it did
     docdrop resolve --resend --key inbox/a.pdf [--version V]      send a DUPLICATE once after all
+    docdrop doctor                                                bucket versioning, ledger stream: ok or FAIL
 
 Where it looks: `--stack NAME` (a deployed CloudFormation stack's outputs), `--table NAME` (with the usual AWS
 configuration), or else the local stack's `.docdrop/local-stack.json` while `make demo ARGS=--keep-running` runs.
@@ -317,6 +318,34 @@ def resolve_command(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def doctor_command(args: argparse.Namespace, out: TextIO) -> int:
+    """Checks of what DocDrop's promises rest on in a running stack; exit 1 when any fails."""
+    target = resolve_target(args)
+    checks: list[tuple[str, bool, str]] = []
+    if target.bucket:
+        status = target.client("s3").get_bucket_versioning(Bucket=target.bucket).get("Status", "never enabled")
+        checks.append(
+            (
+                "inbox bucket versioning",
+                status == "Enabled",
+                f"{status}" + ("" if status == "Enabled" else ": nothing is sent until it is Enabled again"),
+            )
+        )
+    table = target.client("dynamodb").describe_table(TableName=target.table)["Table"]
+    stream = (table.get("StreamSpecification") or {}).get("StreamViewType")
+    checks.append(
+        (
+            "ledger stream for the outcome joiner",
+            stream in ("NEW_IMAGE", "NEW_AND_OLD_IMAGES"),
+            stream or "off: objects would stay SUBMITTED after their outcome",
+        )
+    )
+    width = max(len(name) for name, _, _ in checks)
+    for name, ok, detail in checks:
+        out.write(f"{'ok  ' if ok else 'FAIL'}  {name:<{width}}  {detail}\n")
+    return 0 if all(ok for _, ok, _ in checks) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="docdrop", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     where = argparse.ArgumentParser(add_help=False)
@@ -341,6 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="run one reconciler pass now (recover lost webhooks, enforce deadlines); exit 3 if another pass ran",
     )
     reconcile.add_argument("--json", action="store_true", help="the pass's report as JSON")
+    commands.add_parser(
+        "doctor", parents=[where], help="check bucket versioning and the ledger stream; exit 1 on a failure"
+    )
     resolve = commands.add_parser(
         "resolve", parents=[where], help="--resend: send a DUPLICATE version once after all (it is queued again)"
     )
@@ -358,6 +390,8 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
         return reconcile_command(args, out)
     if args.command == "resolve":
         return resolve_command(args, out)
+    if args.command == "doctor":
+        return doctor_command(args, out)
     return register_webhook_command(args, out)
 
 

@@ -205,3 +205,31 @@ def test_an_unrecorded_submission_whose_outcome_came_first_is_joined_even_after_
     _reconcile_after(stack, timedelta(minutes=1))
     item = stack.ledger.get_object(ref)
     assert (item["status"], item["document_id"]) == ("UPLOADED", "5550000000000001")  # definitive evidence: closed
+
+
+def test_doctor_fails_on_a_bucket_whose_versioning_was_suspended(uploader_stack: UploaderStack, tmp_path) -> None:
+    import io
+
+    from local import cli
+
+    stack = uploader_stack
+    stack_file = tmp_path / "local-stack.json"
+    stack_file.write_text(
+        json.dumps(
+            {
+                "table": stack.module.settings.ledger_table,
+                "bucket": stack.bucket,
+                "region": "us-east-1",
+                "dynamodb_endpoint_url": stack.ledger._client.meta.endpoint_url,
+                "aws_endpoint_url": stack.s3.meta.endpoint_url,
+                "secrets": {"cobalt_credentials": "-", "webhook_signing": "-"},
+            }
+        )
+    )
+    healthy = io.StringIO()
+    assert cli.main(["doctor", "--stack-file", str(stack_file)], out=healthy) == 0
+    assert "FAIL" not in healthy.getvalue()
+    stack.s3.put_bucket_versioning(Bucket=stack.bucket, VersioningConfiguration={"Status": "Suspended"})
+    suspended = io.StringIO()
+    assert cli.main(["doctor", "--stack-file", str(stack_file)], out=suspended) == 1
+    assert "FAIL  inbox bucket versioning" in suspended.getvalue() and "Suspended" in suspended.getvalue()
