@@ -119,3 +119,15 @@ def test_a_person_can_send_a_duplicate_once_with_resolve_resend(uploader_stack: 
     with pytest.raises(SystemExit, match="0 DUPLICATE versions"):
         cli.main(args, out=io.StringIO())  # once: it is no longer a duplicate
     assert MRN not in stack.view("needed copy.pdf").reason
+
+
+def test_the_same_file_put_again_after_cobalt_refused_it_is_sent_again(uploader_stack: UploaderStack) -> None:
+    stack = uploader_stack
+    page = pdf_bytes("assigned to the wrong staff id")
+    stack.script({"status": 400, "body": {"success": False, "message": "Staff member not found"}})
+    stack.put("assigned.pdf", page, tags=tags(emr_assigned_to_id="staff-999"))
+    stack.drain()
+    assert stack.view("assigned.pdf").status == Status.FAILED
+    stack.put("assigned fixed.pdf", page, tags=tags(emr_assigned_to_id="staff-001"))  # the README's remedy
+    stack.drain()
+    assert stack.view("assigned fixed.pdf").status == Status.SUBMITTED

@@ -212,6 +212,9 @@ class DocumentUploader:
         force = decision.allow_duplicate or claim.resend_approved
         try:
             holder = self._ledger.hold_fingerprint(fingerprint, ref, self._duplicate_window, force=force)
+            if holder is not None and self._never_filed(holder):
+                # The version it repeats was refused (say, for a staff id fixed since): this one is not a second copy.
+                holder = self._ledger.hold_fingerprint(fingerprint, ref, self._duplicate_window, force=True)
         except (LedgerError, ClientError) as exc:
             self._record(ref, claim.token, Status.PENDING_RETRY, "Could not check for an identical document; retried")
             raise RetryLater(f"object {ref.object_id}: fingerprint not checked") from exc
@@ -227,6 +230,13 @@ class DocumentUploader:
         return ObjectResult(
             ref.object_id, Status.DUPLICATE, metrics=(_RECEIVED, _count(MetricName.DOCUMENTS_DUPLICATE))
         )
+
+    def _never_filed(self, holder: dict[str, Any]) -> bool:
+        """Whether the version holding a fingerprint certainly did not reach the chart (FAILED or REJECTED)."""
+        if not holder.get("bucket") or not holder.get("key") or not holder.get("version_id"):
+            return False
+        held = self._ledger.get_object(ObjectRef(str(holder["bucket"]), str(holder["key"]), str(holder["version_id"])))
+        return (held or {}).get("status") in (Status.FAILED.value, Status.REJECTED.value)
 
     # ----- reading ------------------------------------------------------------------------------------------------
     def _open(self, event: ObjectEvent) -> _OpenedObject:
