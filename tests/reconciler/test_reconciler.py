@@ -229,3 +229,23 @@ def test_a_pass_reads_open_items_only_whatever_the_history(loops: OpenLoops) -> 
     report = loops.run(AFTER_GRACE)
     assert report.complete and sum(report.open_objects.values()) == 0
     assert "Scan" not in calls and report.event_log_pages == 0
+
+
+def test_an_event_logged_before_its_submission_was_recorded_is_still_found_before_stale(loops: OpenLoops) -> None:
+    loops.page_size = 1
+    loops.submit("first.pdf")
+    # The webhook beat the upload's answer and was lost: Cobalt logged the outcome before DocDrop knew the document.
+    early = loops.send_elsewhere("early.pdf")
+    loops.submit("second.pdf")
+    loops.submit("third.pdf")
+    loops.wait_for_outcomes(4)
+    assert loops.run(AFTER_GRACE).recovered_from_event_log == 3  # the cursor passes the early event's page
+    ref = ObjectRef("inbox", "inbox/early.pdf", "v1")
+    loops.refs["early.pdf"] = ref
+    claim = loops.ledger.claim(ref, lease_seconds=60)
+    loops.ledger.record_submission(ref, claim.token, early)  # recorded late, after its event was logged
+
+    assert loops.run(AFTER_GRACE + AFTER_GRACE).recovered_from_event_log == 0  # resumed past it: not seen yet
+    report = loops.run(timedelta(hours=24, minutes=20))  # due for STALE: the whole log is read first
+    assert report.stale == 0 and report.recovered_from_event_log == 1
+    assert loops.status("early.pdf") == "UPLOADED"

@@ -190,9 +190,16 @@ class Reconciler:
         else:
             searched = True
         stale_cutoff = now - self._deadlines.stale_after
-        for item in wanted.values():
-            if not searched or _parse(str(item["status_at"])) > stale_cutoff:
-                continue
+        due = {i: item for i, item in wanted.items() if _parse(str(item["status_at"])) <= stale_cutoff}
+        if due and searched:
+            # Before STALE, the whole log from its first page: pages the cursor passed may hold an event logged
+            # before its submission was recorded. Rare (a day's deadline), so the full read is cheap overall.
+            searched = self._search_event_log(due, set(due), state, deadline, report, from_first_page=True)
+            joined = set(due)
+            report.recovered_from_event_log += self._join_recorded(due, owner)
+            joined -= set(due)
+            wanted = {i: item for i, item in wanted.items() if i not in joined}
+        for item in (due if searched else {}).values():
             reason = (
                 f"Cobalt accepted the document (document id {item['document_id']}) but no outcome came in "
                 f"{_hours(self._deadlines.stale_after)}, by webhook or in Cobalt's event log: check the patient's "
@@ -220,6 +227,7 @@ class Reconciler:
         state: dict[str, Any],
         deadline: Deadline,
         report: PassReport,
+        from_first_page: bool = False,
     ) -> bool:
         """Record the outcomes Cobalt's event log holds for open submissions. True when the whole log was read.
 
@@ -236,7 +244,8 @@ class Reconciler:
         state["event_log"] = cursor
         found: set[str] = set()
         for event_type in OUTCOMES:
-            page = max(1, int(cursor["pages"].get(event_type, 1)) - 1)
+            reached = int(cursor["pages"].get(event_type, 1))
+            page = 1 if from_first_page else max(1, reached - 1)
             while True:
                 if deadline.remaining() < RESERVE_SECONDS + self._cobalt.timeout[0] + self._cobalt.timeout[1]:
                     report.complete = False
@@ -256,7 +265,7 @@ class Reconciler:
                         continue
                     self._ledger.record_outcome(event)  # False: the webhook (or an earlier pass) had it already
                     found.add(event.document_id)
-                cursor["pages"][event_type] = page
+                cursor["pages"][event_type] = max(page, reached)
                 if page >= result.total_pages:
                     break
                 page += 1
