@@ -130,6 +130,7 @@ class Reply:
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
     drop_connection: bool = False
     delay_seconds: float = 0.0
+    raw_body: bytes | None = None  # answered as is (with its own Content-Type header) instead of JSON
 
 
 def _now() -> datetime:
@@ -161,6 +162,7 @@ class CobaltSandbox:
             self.faults = faults
             self._rng = random.Random(faults.seed)
             self.documents: list[dict[str, Any]] = []
+            self.contents: dict[str, bytes] = {}  # document id -> the bytes uploaded (GET /v1/documents/{id})
             self.events: list[dict[str, Any]] = []
             self.deliveries: list[dict[str, Any]] = []
             self.webhooks: dict[str, str] = {}
@@ -227,6 +229,7 @@ class CobaltSandbox:
     def handle(self, method: str, path: str, query: dict[str, list[str]], headers: Message, body: bytes) -> Reply:
         routes: list[tuple[str, str, Callable[..., Reply]]] = [
             ("POST", r"/v1/documents", self._post_document),
+            ("GET", r"/v1/documents/(?P<document_id>[^/]+)", self._get_document),
             ("POST", r"/v1/webhook", self._register_webhook),
             ("GET", r"/v1/webhook", self._list_webhooks),
             ("DELETE", r"/v1/webhook/(?P<webhook_id>[^/]+)", self._delete_webhook),
@@ -352,6 +355,7 @@ class CobaltSandbox:
         }
         with self._lock:
             self.documents.append(record)
+            self.contents[record["document_id"]] = content
         answer: dict[str, Any] = {
             "success": True,
             "message": "Document uploaded successfully. It will be processed soon.",
@@ -365,6 +369,19 @@ class CobaltSandbox:
             self._schedule(self.config.processing_delay_seconds, lambda: self._process(record, hook_faults))
         delay = self.faults.slow_seconds if http_fault == "slow_after_accept" else 0.0
         return Reply(200, answer, delay_seconds=delay)
+
+    def _get_document(self, document_id: str, **_: Any) -> Reply:
+        """The preview docs' GET /v1/documents/{id}: the raw bytes, or 404 {"success": false, ...}."""
+        with self._lock:
+            content = self.contents.get(document_id)
+            record = next((d for d in self.documents if d["document_id"] == document_id), None)
+        if content is None or record is None:
+            return _error(404, "Document not found")
+        headers = {
+            "Content-Type": record["content_type"] or "application/octet-stream",
+            "Content-Disposition": f'attachment; filename="{record["filename"]}"',
+        }
+        return Reply(200, headers=headers, raw_body=content)
 
     def _public_documents(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -750,10 +767,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if reply.delay_seconds:
             time.sleep(reply.delay_seconds)
-        payload = json.dumps(reply.body if reply.body is not None else {}).encode("utf-8")
+        raw = reply.raw_body is not None
+        payload = reply.raw_body if reply.raw_body is not None else json.dumps(reply.body or {}).encode("utf-8")
         try:
             self.send_response(reply.status)
-            self.send_header("Content-Type", "application/json")
+            if not raw:
+                self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
             for name, value in reply.headers.items():
                 self.send_header(name, value)

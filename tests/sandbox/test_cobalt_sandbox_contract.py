@@ -437,3 +437,15 @@ def test_the_module_runs_as_a_server_and_prints_its_port(tmp_path) -> None:
         _, stderr = process.communicate(timeout=10)
     assert "GET /_sandbox/health -> 200" in stderr
     assert "%PDF" not in stderr
+
+
+def test_get_document_answers_the_uploaded_bytes_or_a_documented_404(sandbox: CobaltSandbox) -> None:
+    answer = upload(sandbox, content=PDF)
+    document_id = answer.json()["document_id"]
+    got = requests.get(f"{sandbox.base_url}/documents/{document_id}", headers=AUTH, timeout=5)
+    assert got.status_code == 200 and got.content == PDF
+    assert got.headers["Content-Type"] == "application/pdf" and "attachment" in got.headers["Content-Disposition"]
+    assert int(got.headers["Content-Length"]) == len(PDF)
+    missing = requests.get(f"{sandbox.base_url}/documents/1234", headers=AUTH, timeout=5)
+    assert missing.status_code == 404 and missing.json() == {"success": False, "message": "Document not found"}
+    assert requests.get(f"{sandbox.base_url}/documents/{document_id}", timeout=5).status_code == 401

@@ -212,3 +212,15 @@ def test_a_redirect_is_never_followed_and_nothing_reaches_the_other_host(sandbox
             client.register_webhook("https://example.test/hook")
     assert answer.verdict is Verdict.FAILED and answer.status_code == status and base_url in answer.reason
     assert sandbox._public_documents() == [] and sandbox.webhooks == {}  # the credentials and the file stayed home
+
+
+def test_a_documents_sha256_is_optional_evidence_and_anything_but_its_bytes_is_none(sandbox: CobaltSandbox) -> None:
+    import hashlib
+
+    client = CobaltClient(sandbox.base_url, lambda refresh: AUTH)
+    content = pdf_bytes("evidence")
+    answer = client.upload_document(FIELDS, "e.pdf", "application/pdf", content)
+    assert client.document_sha256(str(answer.document_id)) == hashlib.sha256(content).hexdigest()
+    assert client.document_sha256("0000000000000000") is None  # 404: no evidence, never "not filed"
+    unreachable = CobaltClient(f"http://127.0.0.1:{free_port()}/v1", lambda refresh: AUTH, connect_timeout=0.2)
+    assert unreachable.document_sha256(str(answer.document_id)) is None

@@ -12,6 +12,7 @@ Cobalt has no idempotency key and warns against retrying anything not confirmed 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import random
 import threading
 import time
@@ -325,6 +326,31 @@ class CobaltClient:
             total_pages = page
         events = [e for e in (envelope_from_log_item(i) for i in items if isinstance(i, dict)) if e is not None]
         return EventLogPage(events, page, max(total_pages, page if items else 0))
+
+    def document_sha256(self, document_id: str, max_bytes: int = 16 * 1024 * 1024) -> str | None:
+        """The sha256 of a document's bytes by GET /v1/documents/{id} (described only in Cobalt's preview docs, for
+        referrals): optional evidence. None for a 404, an error or anything unexpected: never "not filed"."""
+        try:
+            response = self._session.get(
+                f"{self._base}/documents/{document_id}",
+                headers=self._headers(False),
+                timeout=self.timeout,
+                allow_redirects=False,
+                stream=True,
+            )
+        except Exception:  # no connection, credentials unreadable: no evidence either way
+            return None
+        with response:
+            if response.status_code != 200 or "json" in response.headers.get("Content-Type", ""):
+                return None
+            digest = hashlib.sha256()
+            read = 0
+            for chunk in response.iter_content(64 * 1024):
+                read += len(chunk)
+                if read > max_bytes:
+                    return None
+                digest.update(chunk)
+        return digest.hexdigest() if read else None
 
     def upload_document(
         self, fields: UploadFields, filename: str, content_type: str, content: bytes, timeout: float | None = None
