@@ -293,7 +293,12 @@ class DocumentLedger:
         """A claim whose lease ran out (the invocation died mid-upload) → NEEDS_REVIEW: the POST may have gone out."""
         e = Expression()
         condition = f"{e.n('status')} = {e.v(Status.RECEIVED.value)} AND {e.n('lease_until')} < {e.v(now_iso())}"
-        return self._set_state(ref, Status.NEEDS_REVIEW, reason, e, condition, {})
+        # The attempt's window, from the item as it stood: claimed at its RECEIVED time, over when the lease ran out.
+        window = [
+            f"{e.n('attempt_sent_at')} = if_not_exists({e.n('attempt_sent_at')}, {e.n('status_at')})",
+            f"{e.n('attempt_ended_at')} = {e.n('lease_until')}",
+        ]
+        return self._set_state(ref, Status.NEEDS_REVIEW, reason, e, condition, {}, clauses=window)
 
     def _set_state(
         self,
@@ -304,6 +309,7 @@ class DocumentLedger:
         condition: str,
         attrs: Mapping[str, Any],
         remove: tuple[str, ...] = (),
+        clauses: list[str] | None = None,
     ) -> bool:
         now = now_iso()
         sets = e.transition(
@@ -312,7 +318,7 @@ class DocumentLedger:
             now,
             {"expires_at": self._object_expiry(status), **_ref_attributes(ref), **attrs},
             keep_first={"created_at": now},
-        )
+        ) + (clauses or [])
         update = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(e.n(a) for a in remove) if remove else "")
         return self._conditional_update(self._object_key(ref.object_id), e, update, condition)
 

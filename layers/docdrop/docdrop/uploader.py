@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
-import hmac
 import logging
 import posixpath
 import time
@@ -24,6 +23,7 @@ from botocore.exceptions import ClientError
 
 from docdrop.cobalt import CobaltAnswer, CobaltClient, Verdict, backoff_seconds
 from docdrop.contract import Accepted, Refused, UploadFields, read_contract
+from docdrop.evidence import document_fingerprint, patient_folder_fingerprint
 from docdrop.filetype import EXTENSIONS, MAX_DOCUMENT_BYTES, SNIFF_BYTES, sniff_content_type
 from docdrop.ledger import (
     CLAIMABLE,
@@ -35,6 +35,7 @@ from docdrop.ledger import (
     LedgerError,
     ObjectRef,
     Status,
+    now_iso,
 )
 from docdrop.observability import MetricName
 from docdrop.s3_events import ObjectEvent, UnreadableMessage, parse_s3_notifications
@@ -185,7 +186,7 @@ class DocumentUploader:
         claim = self._ledger.claim(
             ref,
             lease_seconds=deadline.remaining() + LEASE_MARGIN_SECONDS,
-            details={"content_type": content_type, "size": len(content)},
+            details={"content_type": content_type, "size": len(content), **self._evidence(decision, content)},
         )
         if not claim.won:
             settled = self._settled(ref, claim.current)
@@ -207,8 +208,8 @@ class DocumentUploader:
         if self._fingerprint_key is None:
             return None
         fields = decision.fields
-        material = "\0".join((fields.patient_mrn, fields.folder_name, hashlib.sha256(content).hexdigest()))
-        fingerprint = hmac.new(self._fingerprint_key(), material.encode("utf-8"), hashlib.sha256).hexdigest()
+        digest = hashlib.sha256(content).hexdigest()
+        fingerprint = document_fingerprint(self._fingerprint_key(), fields.patient_mrn, fields.folder_name, digest)
         force = decision.allow_duplicate or claim.resend_approved
         try:
             holder = self._ledger.hold_fingerprint(fingerprint, ref, self._duplicate_window, force=force)
@@ -230,6 +231,15 @@ class DocumentUploader:
         return ObjectResult(
             ref.object_id, Status.DUPLICATE, metrics=(_RECEIVED, _count(MetricName.DOCUMENTS_DUPLICATE))
         )
+
+    def _evidence(self, decision: Accepted, content: bytes) -> dict[str, str]:
+        """What recognises this attempt's document later if its answer is lost (docdrop.reviews): no MRN in clear."""
+        evidence = {"sha256": hashlib.sha256(content).hexdigest()}
+        if self._fingerprint_key is not None:
+            fields = decision.fields
+            key = self._fingerprint_key()
+            evidence["evidence_fingerprint"] = patient_folder_fingerprint(key, fields.patient_mrn, fields.folder_name)
+        return evidence
 
     def _never_filed(self, holder: dict[str, Any]) -> bool:
         """Whether the version holding a fingerprint certainly did not reach the chart (FAILED or REJECTED)."""
@@ -352,6 +362,7 @@ class DocumentUploader:
         while True:
             # The read timeout never outlasts the invocation: an answer that cannot come in time is recorded by us.
             budget = deadline.remaining() - RECORD_MARGIN_SECONDS - self._cobalt.timeout[0]
+            sent_at = now_iso()
             answer = self._cobalt.upload_document(fields, filename, content_type, content, timeout=budget)
             metrics.append((MetricName.COBALT_LATENCY, "Milliseconds", round(answer.elapsed_seconds * 1000, 1)))
             self.logger.info(
@@ -374,9 +385,11 @@ class DocumentUploader:
                 self._record(ref, token, Status.PENDING_RETRY, answer.reason + "; SQS will deliver it again")
                 return ObjectResult(ref.object_id, Status.PENDING_RETRY, retry_later=True, metrics=tuple(metrics))
             self._sleep(delay)
-        return self._settle_answer(ref, token, answer, metrics)
+        return self._settle_answer(ref, token, answer, metrics, sent_at)
 
-    def _settle_answer(self, ref: ObjectRef, token: str, answer: CobaltAnswer, metrics: list[Metric]) -> ObjectResult:
+    def _settle_answer(
+        self, ref: ObjectRef, token: str, answer: CobaltAnswer, metrics: list[Metric], sent_at: str
+    ) -> ObjectResult:
         if answer.verdict is Verdict.ACCEPTED and answer.document_id is not None:
             self._record_submission(ref, token, answer.document_id, answer.job_id)
             metrics.append(_count(MetricName.DOCUMENTS_SUBMITTED))
@@ -387,7 +400,9 @@ class DocumentUploader:
             Verdict.AMBIGUOUS: (Status.NEEDS_REVIEW, MetricName.DOCUMENTS_NEEDS_REVIEW),
             Verdict.ACCEPTED: (Status.NEEDS_REVIEW, MetricName.DOCUMENTS_NEEDS_REVIEW),  # only without a document id
         }[answer.verdict]
-        extra = {"cobalt_status": answer.status_code, "cobalt_error": answer.error_code}
+        extra: dict[str, Any] = {"cobalt_status": answer.status_code, "cobalt_error": answer.error_code}
+        if status is Status.NEEDS_REVIEW:  # the attempt's window, to recognise its document later (docdrop.reviews)
+            extra.update(attempt_sent_at=sent_at, attempt_ended_at=now_iso(), review_kind=answer.verdict.value)
         self._record(ref, token, status, answer.reason, **extra)
         metrics.append(_count(metric))
         return ObjectResult(ref.object_id, status, metrics=tuple(metrics))
