@@ -20,8 +20,12 @@ settings = WebhookSettings.from_env()
 logger = build_logger("webhook")
 metrics = build_metrics("webhook")
 ledger = DocumentLedger(boto3.client("dynamodb", config=_FAST), settings.ledger_table, settings.record_retention_days)
-signing_secret = SecretDocument(
-    settings.webhook_secret, settings.secret_max_age_seconds, boto3.client("secretsmanager", config=_FAST)
+_secrets = boto3.client("secretsmanager", config=_FAST)
+signing_secret = SecretDocument(settings.webhook_secret, settings.secret_max_age_seconds, _secrets)
+fingerprint_key = (
+    SecretDocument(settings.fingerprint_key_secret, settings.secret_max_age_seconds, _secrets)
+    if settings.fingerprint_key_secret
+    else None
 )
 
 
@@ -43,6 +47,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         load_secrets=_signing_document,
         metrics=metrics,
         max_body_bytes=settings.max_body_bytes,
+        fingerprint_key=(lambda: str(fingerprint_key.get()["key"]).encode("utf-8")) if fingerprint_key else None,
     )
     # Logs carry the event id and the outcome of handling it, never the body (it holds the MRN).
     logger.info("webhook handled", status=answer.status_code, result=answer.body, event_id=headers.get("webhook-id"))

@@ -233,3 +233,37 @@ def test_doctor_fails_on_a_bucket_whose_versioning_was_suspended(uploader_stack:
     suspended = io.StringIO()
     assert cli.main(["doctor", "--stack-file", str(stack_file)], out=suspended) == 1
     assert "FAIL  inbox bucket versioning" in suspended.getvalue() and "Suspended" in suspended.getvalue()
+
+
+def test_an_ambiguous_upload_that_cobalt_stored_and_reported_is_resolved_by_its_evidence(
+    uploader_stack: UploaderStack,
+) -> None:
+    import dataclasses
+
+    from docdrop.cobalt_events import outcome_event_from
+    from docdrop.evidence import patient_folder_fingerprint
+
+    stack = uploader_stack
+    stack.script({"fault": "slow_after_accept"})  # stored, answered after the read timeout
+    stack.put("slow.pdf", pdf_bytes("slow answer"), tags=tags())
+    stack.drain()
+    review = stack.ledger.get_object(stack.ref("slow.pdf"))
+    assert review["status"] == "NEEDS_REVIEW" and review["attempt_sent_at"] <= review["attempt_ended_at"]
+    assert review["sha256"] and review["evidence_fingerprint"] and MRN not in json.dumps(review, default=str)
+    deadline = time.monotonic() + 10
+    while not stack.sandbox.events and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [record] = stack.sandbox.events
+    key = str(stack.module.fingerprint_key.get()["key"]).encode()
+    data = record["event"]["data"]
+    event = outcome_event_from(record["event"])
+    assert event is not None  # the webhook's own path, with the fingerprint the webhook computes
+    stack.ledger.record_outcome(
+        dataclasses.replace(
+            event, evidence_fingerprint=patient_folder_fingerprint(key, data["patient_mrn"], data["folder_name"])
+        )
+    )
+    _reconcile_after(stack, timedelta(minutes=1))
+    item = stack.ledger.get_object(stack.ref("slow.pdf"))
+    assert (item["status"], item["document_id"]) == ("UPLOADED", data["document_id"])
+    assert len(stack.uploads()) == 1  # matched, never sent again

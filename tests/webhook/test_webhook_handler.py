@@ -180,3 +180,26 @@ def test_a_write_dynamodb_refuses_is_a_400_not_a_retry(webhook_stack: WebhookSta
     with mock.patch.object(client, "update_item", side_effect=refused):
         answer = webhook_stack.deliver(document_event("evt-v"))
     assert answer["statusCode"] == 400
+
+
+def test_an_outcome_carries_the_keyed_patient_folder_fingerprint_and_never_the_mrn(webhook_stack: WebhookStack) -> None:
+    from docdrop.evidence import patient_folder_fingerprint
+    from docdrop.signature import sign_payload
+    from docdrop.webhook import handle_cobalt_webhook
+
+    from tests.webhook.conftest import CURRENT
+
+    key = b"stack key"
+    raw = json.dumps(document_event("evt-fp", patient_mrn="MRN-4455", folder_name="Labs")).encode()
+    answer = handle_cobalt_webhook(
+        raw,
+        {"cobalt-verification": sign_payload(CURRENT, raw)},
+        ledger=webhook_stack.ledger,
+        load_secrets=lambda refresh: {"current": CURRENT},
+        metrics=webhook_stack.module.metrics,
+        fingerprint_key=lambda: key,
+    )
+    assert answer.status_code == 200
+    document = webhook_stack.ledger.get_document("9988776655443322")
+    assert document["evidence_fingerprint"] == patient_folder_fingerprint(key, "MRN-4455", "Labs")
+    assert "MRN-4455" not in json.dumps(document, default=str)

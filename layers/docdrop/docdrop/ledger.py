@@ -108,6 +108,7 @@ class OutcomeEvent:
     access_token_reference_id: str | None = None
     attempt: int | None = None
     source: str = "webhook"
+    evidence_fingerprint: str | None = None  # keyed patient/folder fingerprint (docdrop.evidence), for reviews
 
     @property
     def outcome(self) -> Status:
@@ -381,6 +382,7 @@ class DocumentLedger:
                 "outcome_created": event.created,
                 "outcome_at": now,
                 UNJOINED: event.outcome.value,
+                "evidence_fingerprint": event.evidence_fingerprint,
                 "created_at": now,
                 "expires_at": self._document_expiry(),
             },
@@ -484,9 +486,12 @@ class DocumentLedger:
         before: datetime | None = None,
         limit: int | None = None,
         newest_first: bool = False,
+        since: datetime | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Object items in `status` whose `status_at` is at or before `before`, from the `by_status` index."""
-        return self._index_items("by_status", "status", "status_at", status.value, before, limit, newest_first)
+        """Object items in `status` whose `status_at` is at or after `since` and at or before `before` (`by_status`)."""
+        return self._index_items(
+            "by_status", "status", "status_at", status.value, before, limit, newest_first, since=since
+        )
 
     def unjoined_outcomes(self, outcome: Status, before: datetime) -> Iterator[dict[str, Any]]:
         """Cobalt documents with an `outcome` not yet joined to an object, recorded at or before `before`."""
@@ -522,12 +527,25 @@ class DocumentLedger:
         return found
 
     def _index_query(
-        self, index: str, hash_attr: str, range_attr: str, value: str, before: datetime | None, forward: bool
+        self,
+        index: str,
+        hash_attr: str,
+        range_attr: str,
+        value: str,
+        before: datetime | None,
+        forward: bool,
+        since: datetime | None = None,
     ) -> dict[str, Any]:
         e = Expression()
         condition = f"{e.n(hash_attr)} = {e.v(value)}"
-        if before is not None:
-            condition += f" AND {e.n(range_attr)} <= {e.v(before.isoformat(timespec='microseconds'))}"
+        low = e.v(since.isoformat(timespec="microseconds")) if since is not None else None
+        high = e.v(before.isoformat(timespec="microseconds")) if before is not None else None
+        if low and high:
+            condition += f" AND {e.n(range_attr)} BETWEEN {low} AND {high}"
+        elif high:
+            condition += f" AND {e.n(range_attr)} <= {high}"
+        elif low:
+            condition += f" AND {e.n(range_attr)} >= {low}"
         return {
             "TableName": self._table,
             "IndexName": index,
@@ -546,9 +564,10 @@ class DocumentLedger:
         before: datetime | None,
         limit: int | None,
         newest_first: bool,
+        since: datetime | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Items of one index partition, page by page; with `limit`, pages of that size and no more rows than it."""
-        kwargs = self._index_query(index, hash_attr, range_attr, value, before, not newest_first)
+        kwargs = self._index_query(index, hash_attr, range_attr, value, before, not newest_first, since)
         if limit is not None:
             kwargs["Limit"] = limit
         returned = 0
@@ -755,6 +774,58 @@ class DocumentLedger:
             old: Any = exc.response.get("Item")
             return plain(old) or {}
         return None
+
+    def link_review(self, review: Mapping[str, Any], document: Mapping[str, Any], reason: str, decided_by: str) -> bool:
+        """Close a NEEDS_REVIEW object as the outcome of the Cobalt document it was shown to be, in one transaction:
+        the object only as it was read, the document only if no object holds it. False when either had changed."""
+        outcome = Status(document.get("outcome") or Status.UPLOADED.value)
+        now = now_iso()
+        obj = Expression()
+        obj_sets = obj.transition(
+            outcome,
+            reason,
+            now,
+            {"document_id": str(document["document_id"]), "decided_by": decided_by, "expires_at": None},
+        )
+        obj_condition = (
+            f"{obj.n('status')} = {obj.v(Status.NEEDS_REVIEW.value)} AND "
+            f"{obj.n('status_at')} = {obj.v(str(review['status_at']))}"
+        )
+        ref = self.item_ref(review)
+        doc = Expression()
+        doc_sets = doc.assign({**_ref_attributes(ref), "document_id": str(document["document_id"]), "updated_at": now})
+        doc_update = (
+            "SET "
+            + ", ".join(doc_sets)
+            + " REMOVE "
+            + ", ".join(doc.n(a) for a in (UNJOINED, "foreign_at", "expires_at"))
+        )
+        doc_condition = f"attribute_not_exists({doc.n('object_id')})"
+        try:
+            self._call(
+                "transact_write_items",
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": self._object_key(ref.object_id),
+                            **obj.kwargs("SET " + ", ".join(obj_sets), obj_condition),
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": self._document_key(str(document["document_id"])),
+                            **doc.kwargs(doc_update, doc_condition),
+                        }
+                    },
+                ],
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "TransactionCanceledException":
+                return False
+            raise _failure(exc, "review link") from exc
+        return True
 
     def approve_resend(self, ref: ObjectRef, reason: str) -> bool:
         """A person's decision: this DUPLICATE is to be sent after all, once, at its next event."""

@@ -38,6 +38,8 @@ class MetricName(StrEnum):
     # The outcome joiner and the reconciler: open loops closed, and how many remain open for how long.
     RECOVERED_FROM_EVENT_LOG = "RecoveredFromEventLog"
     LATE_SUBMISSIONS = "LateSubmissionsRecorded"
+    REVIEWS_RESOLVED = "ReviewsResolvedByEvidence"
+    REVIEWS_OPEN = "ReviewsOpen"
     EVENT_LOG_UNAVAILABLE = "EventLogUnavailable"
     DOCUMENTS_STALE = "DocumentsStale"
     TAG_WAITS_EXPIRED = "TagWaitsExpired"

@@ -9,6 +9,7 @@ One pass, on a schedule, one at a time (a lease in the ledger), inside a time bu
 - PENDING_RETRY past the queue's retry horizon: its message is in the dead-letter queue; the reason says how to redrive.
 - Outcomes no object claimed within the grace period are not DocDrop's: never counted, left to expire.
 - A submission Cobalt accepted whose own ledger write failed (kept by the uploader on the document's item) is recorded.
+- NEEDS_REVIEW is linked to an unknown Cobalt document where the evidence is definitive (docdrop.reviews).
 Every write is conditional on the state that was read, so two passes (or a pass and a webhook) cannot collide.
 Each pass reads open items only: its cost grows with what is open, never with history.
 """
@@ -27,6 +28,7 @@ from docdrop.cobalt_events import outcome_event_from
 from docdrop.ledger import INTERRUPTED_REASON, OPEN, OUTCOMES, DocumentLedger, JoinResult, Status
 from docdrop.observability import MetricName
 from docdrop.outcomes import OutcomeJoiner
+from docdrop.reviews import MARGIN_AFTER, REVIEW_HORIZON, candidates_for
 from docdrop.settings import ReconcilerSettings
 from docdrop.uploader import Deadline
 
@@ -71,6 +73,8 @@ class PassReport:
     ran: bool = True
     complete: bool = True
     late_submissions: int = 0
+    reviews_resolved: int = 0
+    reviews_open: int = 0
     joined_from_ledger: int = 0
     recovered_from_event_log: int = 0
     event_log_pages: int = 0
@@ -127,6 +131,7 @@ class Reconciler:
         self._dlq_arn = dead_letter_queue_arn
         self._clock = clock
         self._page_size = event_log_page_size
+        self._review_fingerprints: set[str] = set()
 
     def run(self, deadline: Deadline) -> PassReport:
         """One pass. A pass that finds another one running does nothing (`ran` False)."""
@@ -143,6 +148,7 @@ class Reconciler:
                 self._tag_waits,
                 self._interrupted,
                 self._dead_lettered,
+                self._reviews,
                 self._foreign,
             )
             for step in steps:
@@ -311,6 +317,45 @@ class Reconciler:
             noted = bool(item.get("dead_lettered_at")) or (overdue and self._ledger.note_dead_lettered(item, reason))
             report.dead_lettered += noted
 
+    # ----- NEEDS_REVIEW matched to Cobalt's documents where the evidence is definitive --------------------------------
+    def _reviews(self, report: PassReport, deadline: Deadline, state: dict[str, Any], owner: str) -> None:
+        now = self._clock()
+        reviews = list(self._ledger.open_items(Status.NEEDS_REVIEW, since=now - REVIEW_HORIZON))
+        report.reviews_open = len(reviews)
+        # Documents that may be a review's stay out of the foreign sweep (and so in the unjoined index) meanwhile.
+        self._review_fingerprints = {str(r["evidence_fingerprint"]) for r in reviews if r.get("evidence_fingerprint")}
+        if not self._review_fingerprints:
+            return
+        documents = [
+            d
+            for outcome in (Status.UPLOADED, Status.FAILED)
+            for d in self._ledger.unjoined_outcomes(outcome, before=now)
+            if d.get("evidence_fingerprint") in self._review_fingerprints
+        ]
+        for found in candidates_for(reviews, documents):
+            if not found.unique or deadline.remaining() < RESERVE_SECONDS:
+                continue
+            review, [document] = found.review, found.documents
+            sha = self._cobalt.document_sha256(str(document["document_id"]))
+            if sha is not None and sha != review.get("sha256"):
+                self.logger.warning("a review's only candidate has other bytes: left for a person")
+                continue
+            reason = (
+                f"Matched to Cobalt document {document['document_id']}, "
+                f"{'filed in the EMR' if document.get('outcome') == Status.UPLOADED.value else 'refused by the EMR'}: "
+                "the same patient and folder, its outcome created within the attempt's window "
+                f"(+{int(MARGIN_AFTER.total_seconds() // 60)} min), the only candidate on each side"
+                + ("; the sha256 of its bytes matches" if sha else "; Cobalt did not return its bytes")
+                + (f". Cobalt: {document.get('outcome_reason')}" if document.get("outcome") == "FAILED" else "")
+            )
+            if self._ledger.link_review(review, document, reason, decided_by="reconciler (evidence)"):
+                report.reviews_resolved += 1
+                failed = document.get("outcome") == Status.FAILED.value
+                self._metrics.add_metric(
+                    MetricName.DOCUMENTS_FAILED if failed else MetricName.DOCUMENTS_UPLOADED, "Count", 1
+                )
+        report.reviews_open -= report.reviews_resolved
+
     # ----- outcomes of documents that are not DocDrop's -------------------------------------------------------------
     def _foreign(self, report: PassReport, deadline: Deadline, state: dict[str, Any], owner: str) -> None:
         now = self._clock()
@@ -321,6 +366,8 @@ class Reconciler:
                     return
                 if document.get("object_id"):  # DocDrop's after all, and the stream has not joined it: join it
                     self._joiner.join(document, mark=f"reconciler:{owner}:{document['document_id']}")
+                elif document.get("evidence_fingerprint") in self._review_fingerprints:
+                    continue  # it may be an open review's document: kept for the match, or for a person
                 elif self._ledger.mark_foreign(str(document["document_id"]), now + self._deadlines.foreign_retention):
                     report.foreign += 1
 
@@ -339,6 +386,8 @@ class Reconciler:
         for name, value in (
             (MetricName.RECOVERED_FROM_EVENT_LOG, report.recovered_from_event_log),
             (MetricName.LATE_SUBMISSIONS, report.late_submissions),
+            (MetricName.REVIEWS_RESOLVED, report.reviews_resolved),
+            (MetricName.REVIEWS_OPEN, report.reviews_open),
             (MetricName.DOCUMENTS_STALE, report.stale),
             (MetricName.TAG_WAITS_EXPIRED, report.tag_waits_expired),
             (MetricName.INTERRUPTED_CLAIMS, report.interrupted),

@@ -23,6 +23,7 @@ class WebhookSettings:
     record_retention_days: int = 0
     secret_max_age_seconds: int = 300
     max_body_bytes: int = 256 * 1024
+    fingerprint_key_secret: str = ""  # optional: outcomes then carry no evidence to match reviews with
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> WebhookSettings:
@@ -30,6 +31,7 @@ class WebhookSettings:
             ledger_table=_required(env, "LEDGER_TABLE"),
             webhook_secret=_required(env, "WEBHOOK_SECRET"),
             record_retention_days=int(env.get("RECORD_RETENTION_DAYS") or 0),
+            fingerprint_key_secret=env.get("FINGERPRINT_KEY_SECRET", ""),
         )
 
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from docdrop.cobalt_events import outcome_event_from, usable_id
+from docdrop.evidence import patient_folder_fingerprint
 from docdrop.ledger import OUTCOMES, DocumentLedger, LedgerError, LedgerRefusedItem
 from docdrop.observability import MetricName
 from docdrop.signature import verify_cobalt_signature
@@ -77,6 +78,7 @@ def handle_cobalt_webhook(
     load_secrets: Callable[[bool], Mapping[str, Any]],
     metrics: MetricSink,
     max_body_bytes: int = 256 * 1024,
+    fingerprint_key: Callable[[], bytes] | None = None,
 ) -> WebhookAnswer:
     """One delivery. `headers` have lower-case names. `load_secrets(refresh)` returns the signing-secret document."""
     if len(raw_body) > max_body_bytes:
@@ -108,6 +110,10 @@ def handle_cobalt_webhook(
             if outcome is None:
                 metrics.add_metric(MetricName.WEBHOOK_BAD_REQUEST, "Count", 1)
                 return WebhookAnswer(400, {"error": "document event without a usable data.document_id"})
+            mrn, folder = data.get("patient_mrn"), data.get("folder_name")
+            if fingerprint_key is not None and isinstance(mrn, str | int) and isinstance(folder, str):
+                fingerprint = patient_folder_fingerprint(fingerprint_key(), str(mrn), folder)
+                outcome = dataclasses.replace(outcome, evidence_fingerprint=fingerprint)
             recorded = ledger.record_outcome(outcome)
             if recorded:  # DocumentsUploaded/Failed are counted when joined to an object (docdrop.outcomes)
                 metrics.add_metric(MetricName.OUTCOME_EVENTS_RECORDED, "Count", 1)

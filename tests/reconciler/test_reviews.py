@@ -1,0 +1,139 @@
+"""NEEDS_REVIEW resolved on its own only where the evidence is definitive: a unique match on both sides, inside the
+attempt's window, with the same keyed patient/folder fingerprint, and bytes that do not contradict it."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from docdrop.cobalt_events import outcome_event_from
+from docdrop.evidence import patient_folder_fingerprint
+from docdrop.ledger import ObjectRef, Status
+
+from local.samples import pdf_bytes
+from tests.reconciler.conftest import OpenLoops
+
+KEY = b"per-stack fingerprint key for tests"
+MRN, FOLDER = "100001", "MedicalRecords"
+
+
+def _review(loops: OpenLoops, name: str, content: bytes, mrn: str = MRN, sent: datetime | None = None) -> ObjectRef:
+    """An upload whose answer was lost: claimed with its evidence, then NEEDS_REVIEW with the attempt's window."""
+    ref = ObjectRef("inbox", f"inbox/{name}", uuid.uuid4().hex)
+    loops.refs[name] = ref
+    evidence = {
+        "sha256": hashlib.sha256(content).hexdigest(),
+        "evidence_fingerprint": patient_folder_fingerprint(KEY, mrn, FOLDER),
+    }
+    claim = loops.ledger.claim(ref, lease_seconds=60, details=evidence)
+    sent = sent or datetime.now(UTC) - timedelta(seconds=5)
+    loops.ledger.record_claimed_state(
+        ref,
+        claim.token,
+        Status.NEEDS_REVIEW,
+        "Cobalt did not answer in time after the document was sent: it may or may not be filed",
+        attempt_sent_at=sent.isoformat(),
+        attempt_ended_at=(sent + timedelta(seconds=30)).isoformat(),
+    )
+    return ref
+
+
+def _stored_and_reported(loops: OpenLoops, name: str, content: bytes, mrn: str = MRN) -> str:
+    """What Cobalt did with the lost request: stored it, then sent the webhook, which DocDrop records as unknown."""
+    from docdrop.contract import UploadFields
+
+    answer = loops.cobalt.upload_document(UploadFields(mrn, FOLDER), name, "application/pdf", content)
+    assert answer.document_id is not None
+    loops.wait_for_outcomes(sum(1 for r in loops.sandbox.events if r["event"]["type"].startswith("document.")) + 1)
+    record = next(r for r in loops.sandbox.events if r["event"]["data"]["document_id"] == answer.document_id)
+    event = outcome_event_from(record["event"], attempt=1)
+    assert event is not None
+    data = record["event"]["data"]
+    fingerprint = patient_folder_fingerprint(KEY, data["patient_mrn"], data["folder_name"])
+    assert loops.ledger.record_outcome(dataclasses.replace(event, evidence_fingerprint=fingerprint))
+    return answer.document_id
+
+
+def test_a_unique_match_takes_the_documents_outcome_and_says_on_what_evidence(loops: OpenLoops) -> None:
+    content = pdf_bytes("lost answer")
+    ref = _review(loops, "lost.pdf", content)
+    document_id = _stored_and_reported(loops, "lost.pdf", content)
+
+    report = loops.run(timedelta(minutes=1))
+
+    assert report.reviews_resolved == 1 and report.reviews_open == 0
+    item = loops.ledger.get_object(ref)
+    assert (item["status"], item["document_id"]) == ("UPLOADED", document_id)
+    assert item["reason"].startswith(f"Matched to Cobalt document {document_id}, filed in the EMR")
+    assert "only candidate on each side" in item["reason"] and "sha256 of its bytes matches" in item["reason"]
+    assert item["history"][-1]["status"] == "UPLOADED" and item["decided_by"] == "reconciler (evidence)"
+    assert loops.ledger.get_document(document_id)["object_id"] == ref.object_id
+    assert loops.metrics.counts["ReviewsResolvedByEvidence"] == 1 and loops.metrics.counts["DocumentsUploaded"] == 1
+    assert loops.run(timedelta(minutes=30)).foreign == 0  # linked: never counted as another integration's
+
+
+def test_two_candidates_leave_it_for_a_person(loops: OpenLoops) -> None:
+    content = pdf_bytes("twice in a minute")
+    ref = _review(loops, "ambiguous.pdf", content)
+    _stored_and_reported(loops, "ambiguous.pdf", content)
+    _stored_and_reported(loops, "ambiguous copy.pdf", pdf_bytes("another page, same patient and folder"))
+    assert loops.run(timedelta(minutes=1)).reviews_resolved == 0
+    assert loops.status("ambiguous.pdf") == "NEEDS_REVIEW"
+    assert loops.run(timedelta(minutes=30)).foreign == 0  # the candidates are kept for the person
+    assert loops.ledger.get_object(ref)["status"] == "NEEDS_REVIEW"
+
+
+def test_two_attempts_for_one_document_leave_both_for_a_person(loops: OpenLoops) -> None:
+    content = pdf_bytes("one of two")
+    _review(loops, "first try.pdf", content)
+    _review(loops, "second try.pdf", content)
+    _stored_and_reported(loops, "first try.pdf", content)
+    assert loops.run(timedelta(minutes=1)).reviews_resolved == 0
+    assert {loops.status("first try.pdf"), loops.status("second try.pdf")} == {"NEEDS_REVIEW"}
+
+
+def test_a_candidate_outside_the_attempts_window_is_not_linked(loops: OpenLoops) -> None:
+    content = pdf_bytes("long ago")
+    _review(loops, "old attempt.pdf", content, sent=datetime.now(UTC) - timedelta(hours=2))
+    _stored_and_reported(loops, "old attempt.pdf", content)  # its outcome was created just now: 2 h later
+    assert loops.run(timedelta(minutes=1)).reviews_resolved == 0
+    assert loops.status("old attempt.pdf") == "NEEDS_REVIEW"
+
+
+def test_another_patient_is_not_linked(loops: OpenLoops) -> None:
+    content = pdf_bytes("other patient")
+    _review(loops, "patient a.pdf", content, mrn="100001")
+    _stored_and_reported(loops, "patient b.pdf", content, mrn="100002")
+    assert loops.run(timedelta(minutes=1)).reviews_resolved == 0
+    assert loops.status("patient a.pdf") == "NEEDS_REVIEW"
+
+
+def test_bytes_that_differ_veto_the_link(loops: OpenLoops) -> None:
+    _review(loops, "mine.pdf", pdf_bytes("what DocDrop sent"))
+    _stored_and_reported(loops, "theirs.pdf", pdf_bytes("what Cobalt holds"))
+    assert loops.run(timedelta(minutes=1)).reviews_resolved == 0
+    assert loops.status("mine.pdf") == "NEEDS_REVIEW"
+
+
+def test_without_bytes_from_cobalt_the_other_evidence_decides(loops: OpenLoops, monkeypatch) -> None:
+    content = pdf_bytes("no bytes endpoint")
+    ref = _review(loops, "no-bytes.pdf", content)
+    _stored_and_reported(loops, "no-bytes.pdf", content)
+    monkeypatch.setattr(loops.sandbox, "contents", {})  # GET /v1/documents/{id} answers 404: no evidence either way
+    assert loops.run(timedelta(minutes=1)).reviews_resolved == 1
+    assert "Cobalt did not return its bytes" in loops.ledger.get_object(ref)["reason"]
+
+
+def test_the_matching_logs_and_counts_no_mrn(loops: OpenLoops, caplog: pytest.LogCaptureFixture) -> None:
+    content = pdf_bytes("private")
+    _review(loops, "p.pdf", content, mrn="100003")
+    _stored_and_reported(loops, "p.pdf", content, mrn="100003")
+    _review(loops, "q.pdf", pdf_bytes("mine"), mrn="100003")
+    _stored_and_reported(loops, "q.pdf", pdf_bytes("not mine"), mrn="100003")
+    with caplog.at_level(logging.DEBUG):
+        loops.run(timedelta(minutes=1))
+    assert "100003" not in caplog.text and "100003" not in str(loops.metrics.counts)
