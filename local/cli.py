@@ -5,6 +5,8 @@
     docdrop status --document-id 9988776655443322                 one Cobalt document
     docdrop register-webhook --url https://.../webhooks/cobalt    POST /v1/webhook, secret stored in Secrets Manager
     docdrop reconcile [--json]                                    one reconciler pass now, and what it did
+    docdrop review [--json] [--show-mrn]                          open reviews and the documents that fit them
+    docdrop resolve OBJECT_ID --filed DOC | --not-filed --resend | --dismiss --reason TEXT   a person's decision
     docdrop resolve --resend --key inbox/a.pdf [--version V]      send a DUPLICATE once after all
     docdrop doctor                                                bucket versioning, ledger stream: ok or FAIL
 
@@ -19,7 +21,7 @@ import dataclasses
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -291,31 +293,148 @@ def s3_notification(bucket: str, key: str, version_id: str, size: int, event: st
     return json.dumps({"Records": [record]})
 
 
+def _decider(args: argparse.Namespace) -> str:
+    import getpass
+
+    return str(args.by or getpass.getuser())
+
+
+def _find_decided(args: argparse.Namespace, ledger: DocumentLedger, target: Target, wanted: set[str]) -> dict[str, Any]:
+    """The one object version the decision is about: by object id, or by key (and version) in one of `wanted`."""
+    if args.object:
+        item = ledger.get_object_by_id(args.object)
+        if item is None or item.get("status") not in wanted:
+            raise SystemExit(f"docdrop: no object {args.object} in {' or '.join(sorted(wanted))}")
+        return item
+    if not args.key:
+        raise SystemExit("docdrop: name the object: its id (from docdrop review), or --key [--version]")
+    refs = [r for r in versions_of(target, args.key) if not args.version or r.version_id == args.version]
+    items = [i for i in (ledger.get_object(r) for r in refs) if i and i.get("status") in wanted]
+    if len(items) != 1:
+        hint = "; name one with --version" if items else ""
+        raise SystemExit(f"docdrop: {len(items)} versions of that key in {' or '.join(sorted(wanted))}{hint}")
+    return items[0]
+
+
 def resolve_command(args: argparse.Namespace, out: TextIO) -> int:
-    """`--resend`: a DUPLICATE a person wants sent after all: the version is approved, then its event queued again."""
+    """One person's decision on a NEEDS_REVIEW (or DUPLICATE) object, recorded with who, when and why.
+
+    Exit codes: 0 done; 1 someone else decided first (or the document is another object's); 2 usage.
+    """
     target = resolve_target(args)
-    if not target.queue_url:
-        raise SystemExit("docdrop: resolve needs --stack NAME (or the local stack) to find the ingest queue")
     ledger = DocumentLedger(target.client("dynamodb"), target.table)
-    refs = versions_of(target, args.key)
-    if args.version:
-        refs = [r for r in refs if r.version_id == args.version]
-    duplicates = [r for r in refs if (ledger.get_object(r) or {}).get("status") == Status.DUPLICATE.value]
-    if len(duplicates) != 1:
-        raise SystemExit(
-            f"docdrop: {len(duplicates)} DUPLICATE versions of that key"
-            + ("; name one with --version" if duplicates else "")
-        )
-    [ref] = duplicates
-    if not ledger.approve_resend(ref, "Resend approved by a person (docdrop resolve --resend); sending it once"):
-        raise SystemExit("docdrop: that version is no longer DUPLICATE")
-    size = int(
-        target.client("s3").head_object(Bucket=ref.bucket, Key=ref.key, VersionId=ref.version_id)["ContentLength"]
-    )
-    body = s3_notification(ref.bucket, ref.key, ref.version_id, size)
+    who, why = _decider(args), args.reason or "no reason given"
+    if args.filed:
+        item = _find_decided(args, ledger, target, {Status.NEEDS_REVIEW.value})
+        document = ledger.get_document(args.filed) or {"document_id": args.filed}
+        reason = f"Filed as Cobalt document {args.filed}: decided by {who} ({why})"
+        if not ledger.link_review(item, document, reason, decided_by=who):
+            out.write("Not recorded: someone else decided first, or that document belongs to another object.\n")
+            return 1
+        out.write(f"Recorded: object {item['object_id']} is Cobalt document {args.filed}.\n")
+        return 0
+    if args.dismiss:
+        if not args.reason:
+            raise SystemExit("docdrop: --dismiss needs --reason TEXT")
+        item = _find_decided(args, ledger, target, {Status.NEEDS_REVIEW.value})
+        if not ledger.dismiss_review(item, f"Dismissed by {who}: {why}", decided_by=who):
+            out.write("Not recorded: someone else decided first.\n")
+            return 1
+        out.write(f"Recorded: object {item['object_id']} is DISMISSED; nothing is sent.\n")
+        return 0
+    if args.not_filed and not args.resend:
+        raise SystemExit("docdrop: --not-filed takes --resend (send it once more) or, instead, use --dismiss")
+    if not args.resend:
+        raise SystemExit("docdrop: choose --filed DOCUMENT_ID, --not-filed --resend, --resend or --dismiss --reason")
+    if not target.queue_url:
+        raise SystemExit("docdrop: a resend needs --stack NAME (or the local stack) to find the ingest queue")
+    wanted = {Status.NEEDS_REVIEW.value} if args.not_filed else {Status.DUPLICATE.value, Status.NEEDS_REVIEW.value}
+    item = _find_decided(args, ledger, target, wanted)
+    ref = ledger.item_ref(item)
+    reason = f"Resend approved by {who} ({why}); it is sent once"
+    if not ledger.approve_resend(ref, reason, decided_by=who, status=Status(item["status"])):
+        out.write("Not recorded: someone else decided first.\n")
+        return 1
+    head = target.client("s3").head_object(Bucket=ref.bucket, Key=ref.key, VersionId=ref.version_id)
+    body = s3_notification(ref.bucket, ref.key, ref.version_id, int(head["ContentLength"]))
     target.client("sqs").send_message(QueueUrl=target.queue_url, MessageBody=body)
     out.write(f"Approved; version {ref.version_id} is queued to be sent once.\n")
     return 0
+
+
+def review_command(args: argparse.Namespace, out: TextIO) -> int:
+    """Open reviews, newest first, each with the Cobalt documents that fit its evidence."""
+    from docdrop.reviews import candidates_for
+
+    target = resolve_target(args)
+    ledger = DocumentLedger(target.client("dynamodb"), target.table)
+    reviews = list(ledger.open_items(Status.NEEDS_REVIEW, newest_first=True, limit=args.limit))
+    documents = [
+        d
+        for outcome in (Status.UPLOADED, Status.FAILED)
+        for d in ledger.unjoined_outcomes(outcome, before=datetime.now(UTC))
+    ]
+    fits = {str(c.review["object_id"]): c for c in candidates_for(reviews, documents)}
+    rows = []
+    for review in reviews:
+        found = fits.get(str(review["object_id"]))
+        rows.append(
+            {
+                "object_id": review["object_id"],
+                "key": review.get("key"),
+                "version_id": review.get("version_id"),
+                "mrn": _mrn(target, review, args.show_mrn),
+                "attempt_sent_at": review.get("attempt_sent_at"),
+                "what_went_wrong": review.get("reason"),
+                "candidates": [
+                    {"document_id": d["document_id"], "outcome": d.get("outcome"), "created": d.get("outcome_created")}
+                    for d in (found.documents if found else ())
+                ],
+                "why_not_automatic": (found.why_not if found else "no evidence kept for this attempt")
+                if not review.get("resend_approved")
+                else "a resend is approved and queued",
+            }
+        )
+    if args.json:
+        json.dump(rows, out, indent=2, default=str)
+        out.write("\n")
+        return 0
+    table = [("object id", "key", "MRN", "sent", "what went wrong", "candidates")]
+    for row in rows:
+        candidates = ", ".join(f"{c['document_id']} ({c['outcome']})" for c in row["candidates"]) or "none"
+        table.append(
+            (
+                str(row["object_id"]),
+                shorten(str(row["key"]), 40),
+                str(row["mrn"]),
+                str(row["attempt_sent_at"] or "-")[:19],
+                shorten(str(row["what_went_wrong"]), 50),
+                candidates,
+            )
+        )
+    out.write(format_table(table) + "\n")
+    out.write(
+        "Decide with: docdrop resolve OBJECT_ID --filed DOCUMENT_ID | --not-filed --resend | --dismiss --reason TEXT\n"
+    )
+    return 0
+
+
+def _mrn(target: Target, review: Mapping[str, Any], show: bool) -> str:
+    """The object's MRN from its own tags (the ledger never holds it), masked unless asked for."""
+    from docdrop.contract import normalise_key
+
+    if not target.bucket and not review.get("bucket"):
+        return "-"
+    try:
+        tags = target.client("s3").get_object_tagging(
+            Bucket=review["bucket"], Key=review["key"], VersionId=review["version_id"]
+        )["TagSet"]
+    except Exception:  # no access, or gone: the review stands without it
+        return "?"
+    mrn = next((t["Value"] for t in tags if normalise_key(t["Key"]) == "patient_mrn"), "")
+    if not mrn:
+        return "-"
+    return mrn if show else "*" * max(0, len(mrn) - 2) + mrn[-2:]
 
 
 def doctor_command(args: argparse.Namespace, out: TextIO) -> int:
@@ -373,12 +492,25 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "doctor", parents=[where], help="check bucket versioning and the ledger stream; exit 1 on a failure"
     )
+    review = commands.add_parser("review", parents=[where], help="open reviews with their candidate documents")
+    review.add_argument("--json", action="store_true", help="JSON instead of a table")
+    review.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    review.add_argument("--show-mrn", action="store_true", help="show MRNs in clear (masked by default)")
     resolve = commands.add_parser(
-        "resolve", parents=[where], help="--resend: send a DUPLICATE version once after all (it is queued again)"
+        "resolve",
+        parents=[where],
+        help="one person's decision on a NEEDS_REVIEW or DUPLICATE object (exit 1: someone decided first)",
     )
-    resolve.add_argument("--resend", action="store_true", required=True, help="send it (the only resolution so far)")
-    resolve.add_argument("--key", required=True, help="the object key")
-    resolve.add_argument("--version", help="the version id, when the key has several DUPLICATE versions")
+    resolve.add_argument("object", nargs="?", help="the object id (from docdrop review), or use --key")
+    resolve.add_argument("--key", help="the object key")
+    resolve.add_argument("--version", help="the version id, when the key has several versions to decide on")
+    decision = resolve.add_mutually_exclusive_group()
+    decision.add_argument("--filed", metavar="DOCUMENT_ID", help="it is in the chart as this Cobalt document")
+    decision.add_argument("--not-filed", action="store_true", help="it is not in the chart (with --resend)")
+    decision.add_argument("--dismiss", action="store_true", help="close it without sending (with --reason)")
+    resolve.add_argument("--resend", action="store_true", help="send it once more (a DUPLICATE, or --not-filed)")
+    resolve.add_argument("--reason", help="why, recorded with the decision")
+    resolve.add_argument("--by", help="who decides (default: your user name)")
     return parser
 
 
@@ -392,6 +524,8 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
         return resolve_command(args, out)
     if args.command == "doctor":
         return doctor_command(args, out)
+    if args.command == "review":
+        return review_command(args, out)
     return register_webhook_command(args, out)
 
 

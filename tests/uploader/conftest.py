@@ -8,6 +8,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -119,6 +120,21 @@ class UploaderStack:
 
     def uploads(self) -> list[dict[str, Any]]:
         return self.sandbox._public_documents()
+
+    def stack_file(self, directory: Path) -> Path:
+        """A local-stack.json naming this stack's servers and resources, for the docdrop command line."""
+        path = directory / "local-stack.json"
+        info = {
+            "table": self.module.settings.ledger_table,
+            "bucket": self.bucket,
+            "region": "us-east-1",
+            "dynamodb_endpoint_url": self.ledger._client.meta.endpoint_url,
+            "aws_endpoint_url": self.s3.meta.endpoint_url,
+            "secrets": {"cobalt_credentials": "-", "webhook_signing": "-"},
+            "queue_url": self.queues.queue_url,
+        }
+        path.write_text(json.dumps(info), encoding="utf-8")
+        return path
 
     def script(self, *answers: dict[str, Any], slow_seconds: float = 4.0) -> None:
         self.sandbox.set_faults(FaultSettings(script=list(answers), slow_seconds=slow_seconds, retry_after_seconds=0))

@@ -213,19 +213,7 @@ def test_doctor_fails_on_a_bucket_whose_versioning_was_suspended(uploader_stack:
     from local import cli
 
     stack = uploader_stack
-    stack_file = tmp_path / "local-stack.json"
-    stack_file.write_text(
-        json.dumps(
-            {
-                "table": stack.module.settings.ledger_table,
-                "bucket": stack.bucket,
-                "region": "us-east-1",
-                "dynamodb_endpoint_url": stack.ledger._client.meta.endpoint_url,
-                "aws_endpoint_url": stack.s3.meta.endpoint_url,
-                "secrets": {"cobalt_credentials": "-", "webhook_signing": "-"},
-            }
-        )
-    )
+    stack_file = stack.stack_file(tmp_path)
     healthy = io.StringIO()
     assert cli.main(["doctor", "--stack-file", str(stack_file)], out=healthy) == 0
     assert "FAIL" not in healthy.getvalue()

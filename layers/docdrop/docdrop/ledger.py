@@ -41,13 +41,23 @@ class Status(StrEnum):
     STALE = "STALE"  # submitted, no outcome by the deadline
     BLOCKED = "BLOCKED"  # Cobalt said login_required: waits for a re-link, then a redrive
     DUPLICATE = "DUPLICATE"  # the same file, patient and folder went out within the duplicate window: not sent
+    DISMISSED = "DISMISSED"  # a review closed by a person without sending (`docdrop resolve --dismiss`)
 
 
 TERMINAL = frozenset(
-    {Status.UPLOADED, Status.FAILED, Status.REJECTED, Status.NEEDS_REVIEW, Status.STALE, Status.DUPLICATE}
+    {
+        Status.UPLOADED,
+        Status.FAILED,
+        Status.REJECTED,
+        Status.NEEDS_REVIEW,
+        Status.STALE,
+        Status.DUPLICATE,
+        Status.DISMISSED,
+    }
 )
-# A DUPLICATE a person approved for sending (`docdrop resolve --resend`): its next event claims it and sends it.
+# A DUPLICATE or NEEDS_REVIEW a person approved for sending (`docdrop resolve`): its next event claims it, once.
 RESEND_APPROVED = "resend_approved"
+RESENDABLE = (Status.DUPLICATE, Status.NEEDS_REVIEW)
 # States from which a new delivery of the object's event may claim it again (nothing was sent to Cobalt).
 CLAIMABLE = frozenset({Status.WAITING_FOR_TAGS, Status.PENDING_RETRY, Status.BLOCKED})
 # States that still wait for something; each has a deadline and an owner (the reconciler, SQS, or a person's re-link).
@@ -240,7 +250,8 @@ class DocumentLedger:
         attempts = e.n("attempts")
         sets.append(f"{attempts} = if_not_exists({attempts}, {e.v(0)}) + {e.v(1)}")
         claimable = ", ".join(e.v(s.value) for s in sorted(CLAIMABLE))
-        approved = f"({e.n('status')} = {e.v(Status.DUPLICATE.value)} AND {e.n(RESEND_APPROVED)} = {e.v(True)})"
+        resendable = ", ".join(e.v(s.value) for s in RESENDABLE)
+        approved = f"({e.n('status')} IN ({resendable}) AND {e.n(RESEND_APPROVED)} = {e.v(True)})"
         condition = (
             f"attribute_not_exists({e.n('pk')}) OR {e.n('status')} IN ({claimable}) OR {self._tags_expired(e)}"
             f" OR {approved}"
@@ -789,7 +800,8 @@ class DocumentLedger:
         )
         obj_condition = (
             f"{obj.n('status')} = {obj.v(Status.NEEDS_REVIEW.value)} AND "
-            f"{obj.n('status_at')} = {obj.v(str(review['status_at']))}"
+            f"{obj.n('status_at')} = {obj.v(str(review['status_at']))} AND "
+            f"attribute_not_exists({obj.n(RESEND_APPROVED)})"  # a person approved a resend: not for a link any more
         )
         ref = self.item_ref(review)
         doc = Expression()
@@ -827,13 +839,36 @@ class DocumentLedger:
             raise _failure(exc, "review link") from exc
         return True
 
-    def approve_resend(self, ref: ObjectRef, reason: str) -> bool:
-        """A person's decision: this DUPLICATE is to be sent after all, once, at its next event."""
+    def approve_resend(
+        self, ref: ObjectRef, reason: str, decided_by: str = "", status: Status = Status.DUPLICATE
+    ) -> bool:
+        """A person's decision: this DUPLICATE (or NEEDS_REVIEW) is to be sent after all, once, at its next event.
+
+        Only one approval holds: a second person's, at the same time, finds it approved already and gets False.
+        """
+        if status not in RESENDABLE:
+            raise ValueError(f"{status} cannot be approved for sending")
         e = Expression()
-        condition = f"{e.n('status')} = {e.v(Status.DUPLICATE.value)}"
-        sets = e.assign({"reason": reason, RESEND_APPROVED: True, "updated_at": now_iso()})
-        sets.append(e.append("history", {"at": now_iso(), "status": Status.DUPLICATE.value, "reason": reason}))
+        condition = f"{e.n('status')} = {e.v(status.value)} AND attribute_not_exists({e.n(RESEND_APPROVED)})"
+        now = now_iso()
+        sets = e.assign({"reason": reason, RESEND_APPROVED: True, "updated_at": now, "decided_by": decided_by})
+        sets.append(e.append("history", {"at": now, "status": status.value, "reason": reason, "by": decided_by}))
         return self._conditional_update(self._object_key(ref.object_id), e, "SET " + ", ".join(sets), condition)
+
+    def dismiss_review(self, review: Mapping[str, Any], reason: str, decided_by: str) -> bool:
+        """A person closes a review without sending: DISMISSED, with who and why; only as it was read."""
+        e = Expression()
+        read_at = e.v(str(review["status_at"]))
+        condition = (
+            f"{e.n('status')} = {e.v(Status.NEEDS_REVIEW.value)} AND {e.n('status_at')} = {read_at}"
+            f" AND attribute_not_exists({e.n(RESEND_APPROVED)})"
+        )
+        return self._set_state(
+            self.item_ref(review), Status.DISMISSED, reason, e, condition, {"decided_by": decided_by}
+        )
+
+    def get_object_by_id(self, object_id: str) -> dict[str, Any] | None:
+        return self._get(self._object_key(object_id))
 
     # ----- one reconciler at a time, and where it stopped -------------------------------------------------------
     def acquire_run_lease(self, name: str, owner: str, seconds: float) -> bool:

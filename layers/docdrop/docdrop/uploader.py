@@ -315,7 +315,7 @@ class DocumentUploader:
         if current is None or current.get("status") in CLAIMABLE or current.get(TAGS_EXPIRED):
             return None  # new, resumable, or refused only because its tags never came (they may have come now)
         if current.get(RESEND_APPROVED):
-            return None  # a DUPLICATE a person approved for sending
+            return None  # a DUPLICATE or NEEDS_REVIEW a person approved for sending, once
         status = Status(current["status"])
         if status is Status.RECEIVED:
             if str(current.get("lease_until", "")) >= datetime.now(UTC).isoformat(timespec="microseconds"):

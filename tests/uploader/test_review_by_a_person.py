@@ -1,0 +1,150 @@
+"""What a person does with what the evidence could not settle: `docdrop review` shows each open review with the
+documents that fit it; `docdrop resolve` records one decision, with who, when and why; two people cannot both decide."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from docdrop.cobalt_events import outcome_event_from
+from docdrop.contract import UploadFields
+from docdrop.evidence import patient_folder_fingerprint
+
+from local import cli
+from local.samples import pdf_bytes
+from tests.uploader.conftest import MRN, UploaderStack, tags
+
+
+def _lost_answer(stack: UploaderStack, name: str, fault: str = "drop_connection") -> str:
+    """An upload whose connection was lost after sending: NEEDS_REVIEW. Returns its object id."""
+    stack.script({"fault": fault})
+    stack.put(name, pdf_bytes(name), tags=tags())
+    stack.drain()
+    view = stack.view(name)
+    assert view.status == "NEEDS_REVIEW"
+    return str(view.object_id)
+
+
+def _reported_elsewhere(stack: UploaderStack, name: str) -> str:
+    """A document Cobalt holds for the same patient and folder, reported by webhook (DocDrop does not know it)."""
+    answer = stack.module.uploader._cobalt.upload_document(
+        UploadFields(MRN, "MedicalRecords"), name, "application/pdf", pdf_bytes(name)
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        record = next(
+            (r for r in stack.sandbox.events if r["event"]["data"]["document_id"] == answer.document_id), None
+        )
+        if record:
+            break
+        time.sleep(0.05)
+    assert record is not None
+    event = outcome_event_from(record["event"])
+    assert event is not None
+    key = str(stack.module.fingerprint_key.get()["key"]).encode()
+    stack.ledger.record_outcome(
+        dataclasses.replace(event, evidence_fingerprint=patient_folder_fingerprint(key, MRN, "MedicalRecords"))
+    )
+    return str(answer.document_id)
+
+
+def _cli(stack_file: Path, *args: str) -> tuple[int, str]:
+    out = io.StringIO()
+    code = cli.main([*args, "--stack-file", str(stack_file)], out=out)
+    return code, out.getvalue()
+
+
+def test_review_shows_each_open_review_with_its_candidates_and_masks_the_mrn(
+    uploader_stack: UploaderStack, tmp_path: Path
+) -> None:
+    stack = uploader_stack
+    object_id = _lost_answer(stack, "lost.pdf")
+    first, second = _reported_elsewhere(stack, "maybe-1.pdf"), _reported_elsewhere(stack, "maybe-2.pdf")
+    stack_file = stack.stack_file(tmp_path)
+
+    code, text = _cli(stack_file, "review", "--json")
+    [row] = json.loads(text)
+    assert code == 0 and row["object_id"] == object_id and row["key"] == "inbox/lost.pdf"
+    assert {c["document_id"] for c in row["candidates"]} == {first, second}
+    assert row["why_not_automatic"] == "2 documents fit: a person must choose"
+    assert (row["mrn"] == "****01" and "lost" in row["what_went_wrong"].lower()) or "connection" in row[
+        "what_went_wrong"
+    ]
+    assert json.loads(_cli(stack_file, "review", "--json", "--show-mrn")[1])[0]["mrn"] == MRN
+    code, table = _cli(stack_file, "review")
+    assert code == 0 and object_id in table and MRN not in table and "docdrop resolve" in table
+
+
+def test_a_person_links_a_review_to_a_document_and_a_second_person_at_once_is_refused(
+    uploader_stack: UploaderStack, tmp_path: Path
+) -> None:
+    stack = uploader_stack
+    object_id = _lost_answer(stack, "which.pdf")
+    documents = [_reported_elsewhere(stack, "which-a.pdf"), _reported_elsewhere(stack, "which-b.pdf")]
+    stack_file = stack.stack_file(tmp_path)
+    barrier, codes = threading.Barrier(2), []
+
+    def decide(document_id: str, who: str) -> None:
+        barrier.wait()
+        codes.append(
+            _cli(stack_file, "resolve", object_id, "--filed", document_id, "--by", who, "--reason", "chart")[0]
+        )
+
+    threads = [threading.Thread(target=decide, args=(d, w)) for d, w in zip(documents, ("ana", "ben"), strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(codes) == [0, 1]
+    item = stack.ledger.get_object_by_id(object_id)
+    assert item["status"] == "UPLOADED" and item["document_id"] in documents
+    assert item["decided_by"] in ("ana", "ben") and item["reason"].endswith("(chart)")
+    assert stack.ledger.get_document(item["document_id"])["object_id"] == object_id
+    assert len(stack.uploads()) == 2  # the two documents only: nothing was sent again
+
+
+def test_not_filed_resend_is_claimed_once_and_reaches_cobalt_once_however_many_people_ask(
+    uploader_stack: UploaderStack, tmp_path: Path
+) -> None:
+    stack = uploader_stack
+    object_id = _lost_answer(stack, "missing.pdf")  # the connection dropped before Cobalt stored anything
+    stack_file = stack.stack_file(tmp_path)
+    barrier, codes = threading.Barrier(3), []
+
+    def decide(who: str) -> None:
+        barrier.wait()
+        codes.append(_cli(stack_file, "resolve", object_id, "--not-filed", "--resend", "--by", who)[0])
+
+    threads = [threading.Thread(target=decide, args=(who,)) for who in ("ana", "ben", "cy")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stack.drain()
+
+    assert sorted(codes) == [0, 1, 1]
+    assert [d["filename"] for d in stack.uploads()] == ["missing.pdf"]
+    assert stack.view("missing.pdf").status == "SUBMITTED"
+    with pytest.raises(SystemExit, match=r"no object .* in NEEDS_REVIEW"):  # decided: no longer a review
+        _cli(stack_file, "resolve", object_id, "--not-filed", "--resend")
+    stack.drain()
+    assert len(stack.uploads()) == 1
+
+
+def test_dismiss_closes_a_review_without_sending_and_records_who_and_why(
+    uploader_stack: UploaderStack, tmp_path: Path
+) -> None:
+    stack = uploader_stack
+    object_id = _lost_answer(stack, "test page.pdf")
+    stack_file = stack.stack_file(tmp_path)
+    code, _ = _cli(stack_file, "resolve", object_id, "--dismiss", "--reason", "a test page", "--by", "ana")
+    assert code == 0
+    item = stack.ledger.get_object_by_id(object_id)
+    assert (item["status"], item["decided_by"], item["reason"]) == ("DISMISSED", "ana", "Dismissed by ana: a test page")
+    assert stack.uploads() == []
