@@ -23,6 +23,11 @@ _AWS = Config(connect_timeout=2, read_timeout=10, retries={"max_attempts": 4, "m
 credentials = SecretDocument(
     settings.cobalt_credentials_secret, settings.secret_max_age_seconds, boto3.client("secretsmanager", config=_AWS)
 )
+fingerprint_key = (
+    SecretDocument(settings.fingerprint_key_secret, settings.secret_max_age_seconds, boto3.client("secretsmanager"))
+    if settings.fingerprint_key_secret
+    else None
+)
 ledger = DocumentLedger(boto3.client("dynamodb", config=_AWS), settings.ledger_table, settings.record_retention_days)
 reconciler = Reconciler(
     ledger,
@@ -37,6 +42,7 @@ reconciler = Reconciler(
     metrics=metrics,
     logger=logger,
     dead_letter_queue_arn=settings.dead_letter_queue_arn,
+    fingerprint_key=fingerprint_key.key_bytes if fingerprint_key else None,
 )
 
 

@@ -44,7 +44,7 @@ uploader = DocumentUploader(
     ),
     logger=logger,
     watched_prefix=settings.watched_prefix,
-    fingerprint_key=lambda: str(fingerprint_key.get()["key"]).encode("utf-8"),
+    fingerprint_key=fingerprint_key.key_bytes,
     duplicate_window=timedelta(hours=settings.duplicate_window_hours),
 )
 executor = ThreadPoolExecutor(max_workers=settings.max_parallel_uploads, thread_name_prefix="upload")

@@ -47,7 +47,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         load_secrets=_signing_document,
         metrics=metrics,
         max_body_bytes=settings.max_body_bytes,
-        fingerprint_key=(lambda: str(fingerprint_key.get()["key"]).encode("utf-8")) if fingerprint_key else None,
+        fingerprint_key=fingerprint_key.key_bytes if fingerprint_key else None,
     )
     # Logs carry the event id and the outcome of handling it, never the body (it holds the MRN).
     logger.info("webhook handled", status=answer.status_code, result=answer.body, event_id=headers.get("webhook-id"))

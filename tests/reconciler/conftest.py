@@ -55,6 +55,7 @@ class OpenLoops:
     clock: Clock
     page_size: int = 2
     refs: dict[str, ObjectRef] = field(default_factory=dict)
+    fingerprint_key: bytes | None = None
 
     def reconciler(self, cobalt: CobaltClient | None = None, **deadlines: timedelta) -> Reconciler:
         joiner = OutcomeJoiner(self.ledger, self.metrics, logging.getLogger("test.outcomes"))
@@ -68,6 +69,7 @@ class OpenLoops:
             dead_letter_queue_arn="arn:aws:sqs:us-east-1:000000000000:ingest-dlq",
             clock=self.clock,
             event_log_page_size=self.page_size,
+            fingerprint_key=(lambda: self.fingerprint_key or b"") if self.fingerprint_key else None,
         )
 
     def run(self, after: timedelta, budget: Deadline | None = None) -> PassReport:

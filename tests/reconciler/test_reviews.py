@@ -137,3 +137,22 @@ def test_the_matching_logs_and_counts_no_mrn(loops: OpenLoops, caplog: pytest.Lo
     with caplog.at_level(logging.DEBUG):
         loops.run(timedelta(minutes=1))
     assert "100003" not in caplog.text and "100003" not in str(loops.metrics.counts)
+
+
+def test_a_review_whose_documents_webhook_was_lost_too_is_matched_through_the_event_log(loops: OpenLoops) -> None:
+    from docdrop.contract import UploadFields
+
+    loops.fingerprint_key = KEY
+    content = pdf_bytes("lost twice")
+    ref = _review(loops, "lost twice.pdf", content)
+    answer = loops.cobalt.upload_document(UploadFields(MRN, FOLDER), "lost twice.pdf", "application/pdf", content)
+    loops.wait_for_outcomes(1)  # Cobalt stored it and logged its outcome; no webhook ever reached DocDrop
+
+    assert loops.run(timedelta(minutes=5)).reviews_resolved == 0  # the webhook may still come: the log is not read
+    report = loops.run(timedelta(minutes=30))
+
+    assert report.reviews_resolved == 1
+    item = loops.ledger.get_object(ref)
+    assert (item["status"], item["document_id"]) == ("UPLOADED", answer.document_id)
+    events = loops.ledger.get_document(str(answer.document_id))["events"]
+    assert [e["source"] for e in events] == ["event_log"]

@@ -19,16 +19,17 @@ from __future__ import annotations
 import dataclasses
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
 from docdrop.cobalt import CobaltClient, EventLogUnavailable
 from docdrop.cobalt_events import outcome_event_from
+from docdrop.evidence import patient_folder_fingerprint
 from docdrop.ledger import INTERRUPTED_REASON, OPEN, OUTCOMES, DocumentLedger, JoinResult, Status
 from docdrop.observability import MetricName
 from docdrop.outcomes import OutcomeJoiner
-from docdrop.reviews import MARGIN_AFTER, REVIEW_HORIZON, candidates_for
+from docdrop.reviews import MARGIN_AFTER, REVIEW_HORIZON, Candidates, Window, candidates_for
 from docdrop.settings import ReconcilerSettings
 from docdrop.uploader import Deadline
 
@@ -119,6 +120,7 @@ class Reconciler:
         metrics: MetricSink,
         logger: logging.Logger | Any,
         dead_letter_queue_arn: str = "",
+        fingerprint_key: Callable[[], bytes] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         event_log_page_size: int = 100,
     ) -> None:
@@ -132,6 +134,7 @@ class Reconciler:
         self._clock = clock
         self._page_size = event_log_page_size
         self._review_fingerprints: set[str] = set()
+        self._fingerprint_key = fingerprint_key
 
     def run(self, deadline: Deadline) -> PassReport:
         """One pass. A pass that finds another one running does nothing (`ran` False)."""
@@ -234,20 +237,28 @@ class Reconciler:
         deadline: Deadline,
         report: PassReport,
         from_first_page: bool = False,
+        reviews: Mapping[str, datetime] | None = None,
     ) -> bool:
         """Record the outcomes Cobalt's event log holds for open submissions. True when the whole log was read.
+
+        With `reviews` (keyed patient/folder fingerprints of open reviews, and the earliest attempt), it records instead
+        the outcomes of unknown documents with those fingerprints: candidates whose webhook was lost too. Such a search
+        keeps a cursor of its own.
 
         Pages are read oldest first from the day before the oldest wanted submission, and the page reached is kept
         in `state`: the next pass starts one page earlier (pages fill up at the end), not at the beginning. Events
         are matched against every open submission, not only the overdue ones, so a page passed once is not needed
         again for a document that becomes overdue later.
         """
-        oldest = min(_parse(str(item["status_at"])) for item in wanted.values())
+        if reviews:
+            oldest, cursor_name = min(reviews.values()), "review_log"
+        else:
+            oldest, cursor_name = min(_parse(str(item["status_at"])) for item in wanted.values()), "event_log"
         start: date = (oldest - timedelta(days=1)).date()  # Cobalt's days may not be UTC days
-        cursor = state.get("event_log")
+        cursor = state.get(cursor_name)
         if not isinstance(cursor, dict) or cursor.get("start_date") != start.isoformat():
             cursor = {"start_date": start.isoformat(), "pages": {}}
-        state["event_log"] = cursor
+        state[cursor_name] = cursor
         found: set[str] = set()
         for event_type in OUTCOMES:
             reached = int(cursor["pages"].get(event_type, 1))
@@ -267,6 +278,11 @@ class Reconciler:
                 report.event_log_pages += 1
                 for envelope in result.events:
                     event = outcome_event_from(envelope, source="event_log")
+                    if event is not None and reviews:
+                        fingerprint = self._fingerprint(envelope)
+                        if fingerprint in reviews:
+                            self._ledger.record_outcome(dataclasses.replace(event, evidence_fingerprint=fingerprint))
+                        continue
                     if event is None or event.document_id not in known:
                         continue
                     self._ledger.record_outcome(event)  # False: the webhook (or an earlier pass) had it already
@@ -275,7 +291,7 @@ class Reconciler:
                 if page >= result.total_pages:
                     break
                 page += 1
-            if wanted.keys() <= found:
+            if wanted and wanted.keys() <= found:
                 break
         return True
 
@@ -332,7 +348,18 @@ class Reconciler:
             for d in self._ledger.unjoined_outcomes(outcome, before=now)
             if d.get("evidence_fingerprint") in self._review_fingerprints
         ]
-        for found in candidates_for(reviews, documents):
+        found_all = candidates_for(reviews, documents)
+        lonely = self._reviews_without_candidates(found_all, now)
+        if lonely and self._fingerprint_key is not None:  # their webhooks may have been lost too: ask the log
+            self._search_event_log({}, set(), state, deadline, report, reviews=lonely)
+            documents = [
+                d
+                for outcome in (Status.UPLOADED, Status.FAILED)
+                for d in self._ledger.unjoined_outcomes(outcome, before=now)
+                if d.get("evidence_fingerprint") in self._review_fingerprints
+            ]
+            found_all = candidates_for(reviews, documents)
+        for found in found_all:
             if not found.unique or deadline.remaining() < RESERVE_SECONDS:
                 continue
             review, [document] = found.review, found.documents
@@ -355,6 +382,26 @@ class Reconciler:
                     MetricName.DOCUMENTS_FAILED if failed else MetricName.DOCUMENTS_UPLOADED, "Count", 1
                 )
         report.reviews_open -= report.reviews_resolved
+
+    def _reviews_without_candidates(self, found: list[Candidates], now: datetime) -> dict[str, datetime]:
+        """Fingerprints (and earliest attempt) of reviews with no candidate after the outcome grace: webhook lost?"""
+        lonely: dict[str, datetime] = {}
+        for candidates in found:
+            window = Window.of(candidates.review)
+            if candidates.documents or window is None or window.end + self._deadlines.outcome_grace > now:
+                continue
+            fingerprint = str(candidates.review["evidence_fingerprint"])
+            lonely[fingerprint] = min(lonely.get(fingerprint, window.start), window.start)
+        return lonely
+
+    def _fingerprint(self, envelope: Mapping[str, Any]) -> str | None:
+        data = envelope.get("data")
+        if self._fingerprint_key is None or not isinstance(data, Mapping):
+            return None
+        mrn, folder = data.get("patient_mrn"), data.get("folder_name")
+        if not isinstance(mrn, str | int) or not isinstance(folder, str):
+            return None
+        return patient_folder_fingerprint(self._fingerprint_key(), str(mrn), folder)
 
     # ----- outcomes of documents that are not DocDrop's -------------------------------------------------------------
     def _foreign(self, report: PassReport, deadline: Deadline, state: dict[str, Any], owner: str) -> None:

@@ -32,6 +32,10 @@ class SecretDocument:
                 self._read_at = time.monotonic()
             return dict(self._value)
 
+    def key_bytes(self) -> bytes:
+        """The `key` field as bytes (the fingerprint key, docdrop.evidence)."""
+        return str(self.get()["key"]).encode("utf-8")
+
     def _read(self) -> tuple[dict[str, Any], datetime | None]:
         if self._client is None:
             import boto3

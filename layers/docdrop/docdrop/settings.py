@@ -106,6 +106,7 @@ class ReconcilerSettings:
     retry_horizon_minutes: float = 50.0
     foreign_retention_days: float = 7.0
     dead_letter_queue_arn: str = ""
+    fingerprint_key_secret: str = ""  # optional: reviews are then matched to webhooks only, not to the event log
     connect_timeout_seconds: float = 3.05
     read_timeout_seconds: float = 10.0
     secret_max_age_seconds: int = 300
@@ -130,6 +131,7 @@ class ReconcilerSettings:
             cobalt_credentials_secret=_required(env, "COBALT_CREDENTIALS_SECRET"),
             record_retention_days=int(env.get("RECORD_RETENTION_DAYS") or 0),
             dead_letter_queue_arn=env.get("DEAD_LETTER_QUEUE_ARN", ""),
+            fingerprint_key_secret=env.get("FINGERPRINT_KEY_SECRET", ""),
             **optional,
         )
         if settings.stale_after_hours * 60 < settings.outcome_grace_minutes:
