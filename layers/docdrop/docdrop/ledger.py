@@ -349,28 +349,14 @@ class DocumentLedger:
             {**_ref_attributes(ref), "document_id": document_id, "submitted_at": now},
             keep_first={"created_at": now},
         )
+        # Marked foreign before this submission was recorded: it is DocDrop's, keep it.
+        doc_update = "SET " + ", ".join(doc_sets) + f" REMOVE {doc.n('foreign_at')}, {doc.n('expires_at')}"
         try:
-            self._call(
-                "transact_write_items",
-                TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": self._object_key(ref.object_id),
-                            **obj.kwargs("SET " + ", ".join(obj_sets), f"{obj.n('claim_token')} = {obj.v(token)}"),
-                        }
-                    },
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": self._document_key(document_id),
-                            # Marked foreign before this submission was recorded: it is DocDrop's, keep it.
-                            **doc.kwargs(
-                                "SET " + ", ".join(doc_sets) + f" REMOVE {doc.n('foreign_at')}, {doc.n('expires_at')}"
-                            ),
-                        }
-                    },
-                ],
+            self._update_object_and_document(
+                ref.object_id,
+                obj.kwargs("SET " + ", ".join(obj_sets), f"{obj.n('claim_token')} = {obj.v(token)}"),
+                document_id,
+                doc.kwargs(doc_update),
             )
         except ClientError as exc:
             raise LedgerError(f"DynamoDB submission write failed: {exc.response['Error']['Code']}") from exc
@@ -649,6 +635,18 @@ class DocumentLedger:
         held = f"{e.v(Status.RECEIVED.value)}, {e.v(Status.NEEDS_REVIEW.value)}"
         return f"({e.n('claim_token')} = {e.v(token)} AND {e.n('status')} IN ({held}))"
 
+    def _update_object_and_document(
+        self, object_id: str, object_update: Mapping[str, Any], document_id: str, document_update: Mapping[str, Any]
+    ) -> None:
+        """One transaction: an object version and a Cobalt document change together, or neither does."""
+        self._call(
+            "transact_write_items",
+            TransactItems=[
+                {"Update": {"TableName": self._table, "Key": self._object_key(object_id), **object_update}},
+                {"Update": {"TableName": self._table, "Key": self._document_key(document_id), **document_update}},
+            ],
+        )
+
     def remember_submission(self, ref: ObjectRef, token: str, document_id: str, job_id: str | None) -> None:
         """Cobalt accepted the upload but the submission could not be recorded: keep the document id durably anyway,
         on the Cobalt document's own item, with the claim that sent it, in the `by_unjoined_outcome` index under
@@ -814,24 +812,11 @@ class DocumentLedger:
         )
         doc_condition = f"attribute_not_exists({doc.n('object_id')})"
         try:
-            self._call(
-                "transact_write_items",
-                TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": self._object_key(ref.object_id),
-                            **obj.kwargs("SET " + ", ".join(obj_sets), obj_condition),
-                        }
-                    },
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": self._document_key(str(document["document_id"])),
-                            **doc.kwargs(doc_update, doc_condition),
-                        }
-                    },
-                ],
+            self._update_object_and_document(
+                ref.object_id,
+                obj.kwargs("SET " + ", ".join(obj_sets), obj_condition),
+                str(document["document_id"]),
+                doc.kwargs(doc_update, doc_condition),
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "TransactionCanceledException":
