@@ -183,32 +183,30 @@ class DocumentUploader:
             return self._refuse(ref, self._content_problem(content))
         if deadline.remaining() < self._attempt_floor():
             raise RetryLater(f"object {ref.object_id}: too little time left in this invocation to upload")
+        digest = hashlib.sha256(content).hexdigest()
         claim = self._ledger.claim(
             ref,
             lease_seconds=deadline.remaining() + LEASE_MARGIN_SECONDS,
-            details={"content_type": content_type, "size": len(content), **self._evidence(decision, content)},
+            details={"content_type": content_type, "size": len(content), **self._evidence(decision, digest)},
         )
         if not claim.won:
             settled = self._settled(ref, claim.current)
             if settled is None:  # claimable again already (a racing writer gave up): let the redelivery try
                 raise RetryLater(f"object {ref.object_id}: claim lost to a concurrent writer")
             return settled
-        duplicate = self._identical_one_sent(ref, claim, decision, content)
+        duplicate = self._identical_one_sent(ref, claim, decision, digest)
         if duplicate is not None:
             return duplicate
         filename = posixpath.basename(ref.key) or "document" + EXTENSIONS[content_type]
         return self._send(ref, claim.token, decision.fields, filename, content_type, content, deadline)
 
     # ----- the same page twice ------------------------------------------------------------------------------------
-    def _identical_one_sent(
-        self, ref: ObjectRef, claim: Claim, decision: Accepted, content: bytes
-    ) -> ObjectResult | None:
+    def _identical_one_sent(self, ref: ObjectRef, claim: Claim, decision: Accepted, digest: str) -> ObjectResult | None:
         """DUPLICATE when the same file, patient and folder went out within the window (an SDK's retried PutObject,
         a scanner sending twice); None to send it. Compared by a keyed fingerprint, never the MRN in clear."""
         if self._fingerprint_key is None:
             return None
         fields = decision.fields
-        digest = hashlib.sha256(content).hexdigest()
         fingerprint = document_fingerprint(self._fingerprint_key(), fields.patient_mrn, fields.folder_name, digest)
         force = decision.allow_duplicate or claim.resend_approved
         try:
@@ -232,9 +230,9 @@ class DocumentUploader:
             ref.object_id, Status.DUPLICATE, metrics=(_RECEIVED, _count(MetricName.DOCUMENTS_DUPLICATE))
         )
 
-    def _evidence(self, decision: Accepted, content: bytes) -> dict[str, str]:
+    def _evidence(self, decision: Accepted, digest: str) -> dict[str, str]:
         """What recognises this attempt's document later if its answer is lost (docdrop.reviews): no MRN in clear."""
-        evidence = {"sha256": hashlib.sha256(content).hexdigest()}
+        evidence = {"sha256": digest}
         if self._fingerprint_key is not None:
             fields = decision.fields
             key = self._fingerprint_key()
