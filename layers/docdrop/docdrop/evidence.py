@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Mapping
+from typing import Any
 
 
 def _keyed(key: bytes, domain: str, *parts: str) -> str:
@@ -19,6 +21,16 @@ def _keyed(key: bytes, domain: str, *parts: str) -> str:
 
 def patient_folder_fingerprint(key: bytes, patient_mrn: str, folder_name: str) -> str:
     return _keyed(key, "patient-folder", patient_mrn.strip(), folder_name.strip())
+
+
+def outcome_fingerprint(key: bytes, data: Any) -> str | None:
+    """The patient/folder fingerprint of a Cobalt outcome's `data` (webhook or event log); None without both."""
+    if not isinstance(data, Mapping):
+        return None
+    mrn, folder = data.get("patient_mrn"), data.get("folder_name")
+    if not isinstance(mrn, str | int) or not isinstance(folder, str):
+        return None
+    return patient_folder_fingerprint(key, str(mrn), folder)
 
 
 def document_fingerprint(key: bytes, patient_mrn: str, folder_name: str, sha256_hex: str) -> str:

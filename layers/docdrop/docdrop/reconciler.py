@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from docdrop.cobalt import CobaltClient, EventLogUnavailable
 from docdrop.cobalt_events import outcome_event_from
-from docdrop.evidence import patient_folder_fingerprint
+from docdrop.evidence import outcome_fingerprint
 from docdrop.ledger import INTERRUPTED_REASON, OPEN, OUTCOMES, DocumentLedger, JoinResult, Status
 from docdrop.observability import MetricName
 from docdrop.outcomes import OutcomeJoiner
@@ -279,7 +279,8 @@ class Reconciler:
                 for envelope in result.events:
                     event = outcome_event_from(envelope, source="event_log")
                     if event is not None and reviews:
-                        fingerprint = self._fingerprint(envelope)
+                        key = self._fingerprint_key
+                        fingerprint = outcome_fingerprint(key(), envelope.get("data")) if key else None
                         if fingerprint in reviews:
                             self._ledger.record_outcome(dataclasses.replace(event, evidence_fingerprint=fingerprint))
                         continue
@@ -393,15 +394,6 @@ class Reconciler:
             fingerprint = str(candidates.review["evidence_fingerprint"])
             lonely[fingerprint] = min(lonely.get(fingerprint, window.start), window.start)
         return lonely
-
-    def _fingerprint(self, envelope: Mapping[str, Any]) -> str | None:
-        data = envelope.get("data")
-        if self._fingerprint_key is None or not isinstance(data, Mapping):
-            return None
-        mrn, folder = data.get("patient_mrn"), data.get("folder_name")
-        if not isinstance(mrn, str | int) or not isinstance(folder, str):
-            return None
-        return patient_folder_fingerprint(self._fingerprint_key(), str(mrn), folder)
 
     # ----- outcomes of documents that are not DocDrop's -------------------------------------------------------------
     def _foreign(self, report: PassReport, deadline: Deadline, state: dict[str, Any], owner: str) -> None:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from docdrop.cobalt_events import outcome_event_from, usable_id
-from docdrop.evidence import patient_folder_fingerprint
+from docdrop.evidence import outcome_fingerprint
 from docdrop.ledger import OUTCOMES, DocumentLedger, LedgerError, LedgerRefusedItem
 from docdrop.observability import MetricName
 from docdrop.signature import verify_cobalt_signature
@@ -110,9 +110,8 @@ def handle_cobalt_webhook(
             if outcome is None:
                 metrics.add_metric(MetricName.WEBHOOK_BAD_REQUEST, "Count", 1)
                 return WebhookAnswer(400, {"error": "document event without a usable data.document_id"})
-            mrn, folder = data.get("patient_mrn"), data.get("folder_name")
-            if fingerprint_key is not None and isinstance(mrn, str | int) and isinstance(folder, str):
-                fingerprint = patient_folder_fingerprint(fingerprint_key(), str(mrn), folder)
+            if fingerprint_key is not None:
+                fingerprint = outcome_fingerprint(fingerprint_key(), data)
                 outcome = dataclasses.replace(outcome, evidence_fingerprint=fingerprint)
             recorded = ledger.record_outcome(outcome)
             if recorded:  # DocumentsUploaded/Failed are counted when joined to an object (docdrop.outcomes)
