@@ -140,7 +140,7 @@ def _report_reviews(stack: LocalStack, ledger: DocumentLedger, documents: int) -
                 record = held.get(str(item.get("document_id")))
                 wrong += record is None or record["filename"] != str(view.key).rsplit("/", 1)[-1]
     waiting = list(ledger.open_items(Status.NEEDS_REVIEW))
-    unjoined = [d for s in (Status.UPLOADED, Status.FAILED) for d in ledger.unjoined_outcomes(s, datetime.now(UTC))]
+    unjoined = list(ledger.unjoined_documents(datetime.now(UTC)))
     why = Counter(c.why_not or "unique (resolved at the next pass)" for c in candidates_for(waiting, unjoined))
     stored_ambiguous = sum(1 for f in stack.sandbox.fault_log if f.get("http") == "slow_after_accept")
     print(f"attempts that went NEEDS_REVIEW:       {reviewed}")

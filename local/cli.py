@@ -369,11 +369,7 @@ def review_command(args: argparse.Namespace, out: TextIO) -> int:
     target = resolve_target(args)
     ledger = DocumentLedger(target.client("dynamodb"), target.table)
     reviews = list(ledger.open_items(Status.NEEDS_REVIEW, newest_first=True, limit=args.limit))
-    documents = [
-        d
-        for outcome in (Status.UPLOADED, Status.FAILED)
-        for d in ledger.unjoined_outcomes(outcome, before=datetime.now(UTC))
-    ]
+    documents = ledger.unjoined_documents(before=datetime.now(UTC))
     fits = {str(c.review["object_id"]): c for c in candidates_for(reviews, documents)}
     rows = []
     for review in reviews:

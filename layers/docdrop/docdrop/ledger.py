@@ -494,6 +494,11 @@ class DocumentLedger:
         """Cobalt documents with an `outcome` not yet joined to an object, recorded at or before `before`."""
         return self._index_items("by_unjoined_outcome", UNJOINED, "outcome_at", outcome.value, before, None, False)
 
+    def unjoined_documents(self, before: datetime) -> Iterator[dict[str, Any]]:
+        """Cobalt documents with an outcome, UPLOADED or FAILED, not yet joined to an object (`unjoined_outcomes`)."""
+        for outcome in (Status.UPLOADED, Status.FAILED):
+            yield from self.unjoined_outcomes(outcome, before)
+
     def count_status(self, status: Status) -> tuple[int, str | None]:
         """How many object items are in `status` and the `status_at` of the oldest: cost grows with those items only."""
         oldest = next(self.open_items(status, limit=1), None)

@@ -343,23 +343,11 @@ class Reconciler:
         self._review_fingerprints = {str(r["evidence_fingerprint"]) for r in reviews if r.get("evidence_fingerprint")}
         if not self._review_fingerprints:
             return
-        documents = [
-            d
-            for outcome in (Status.UPLOADED, Status.FAILED)
-            for d in self._ledger.unjoined_outcomes(outcome, before=now)
-            if d.get("evidence_fingerprint") in self._review_fingerprints
-        ]
-        found_all = candidates_for(reviews, documents)
+        found_all = candidates_for(reviews, self._review_documents(now))
         lonely = self._reviews_without_candidates(found_all, now)
         if lonely and self._fingerprint_key is not None:  # their webhooks may have been lost too: ask the log
             self._search_event_log({}, set(), state, deadline, report, reviews=lonely)
-            documents = [
-                d
-                for outcome in (Status.UPLOADED, Status.FAILED)
-                for d in self._ledger.unjoined_outcomes(outcome, before=now)
-                if d.get("evidence_fingerprint") in self._review_fingerprints
-            ]
-            found_all = candidates_for(reviews, documents)
+            found_all = candidates_for(reviews, self._review_documents(now))
         for found in found_all:
             if not found.unique or deadline.remaining() < RESERVE_SECONDS:
                 continue
@@ -384,6 +372,11 @@ class Reconciler:
                 )
         report.reviews_open -= report.reviews_resolved
 
+    def _review_documents(self, now: datetime) -> list[dict[str, Any]]:
+        """Unknown documents with an open review's fingerprint: the candidates."""
+        documents = self._ledger.unjoined_documents(before=now)
+        return [d for d in documents if d.get("evidence_fingerprint") in self._review_fingerprints]
+
     def _reviews_without_candidates(self, found: list[Candidates], now: datetime) -> dict[str, datetime]:
         """Fingerprints (and earliest attempt) of reviews with no candidate after the outcome grace: webhook lost?"""
         lonely: dict[str, datetime] = {}
@@ -398,17 +391,16 @@ class Reconciler:
     # ----- outcomes of documents that are not DocDrop's -------------------------------------------------------------
     def _foreign(self, report: PassReport, deadline: Deadline, state: dict[str, Any], owner: str) -> None:
         now = self._clock()
-        for outcome in (Status.UPLOADED, Status.FAILED):
-            for document in self._ledger.unjoined_outcomes(outcome, before=now - self._deadlines.outcome_grace):
-                if deadline.remaining() < RESERVE_SECONDS:
-                    report.complete = False
-                    return
-                if document.get("object_id"):  # DocDrop's after all, and the stream has not joined it: join it
-                    self._joiner.join(document, mark=f"reconciler:{owner}:{document['document_id']}")
-                elif document.get("evidence_fingerprint") in self._review_fingerprints:
-                    continue  # it may be an open review's document: kept for the match, or for a person
-                elif self._ledger.mark_foreign(str(document["document_id"]), now + self._deadlines.foreign_retention):
-                    report.foreign += 1
+        for document in self._ledger.unjoined_documents(before=now - self._deadlines.outcome_grace):
+            if deadline.remaining() < RESERVE_SECONDS:
+                report.complete = False
+                return
+            if document.get("object_id"):  # DocDrop's after all, and the stream has not joined it: join it
+                self._joiner.join(document, mark=f"reconciler:{owner}:{document['document_id']}")
+            elif document.get("evidence_fingerprint") in self._review_fingerprints:
+                continue  # it may be an open review's document: kept for the match, or for a person
+            elif self._ledger.mark_foreign(str(document["document_id"]), now + self._deadlines.foreign_retention):
+                report.foreign += 1
 
     # ----- what is still open -------------------------------------------------------------------------------------
     def _gauges(self, report: PassReport) -> None:
