@@ -80,6 +80,20 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
+def parse_moment(value: Any) -> datetime | None:
+    """An ISO 8601 time as the ledger, Cobalt (`Z` or an offset) or Secrets Manager give it; None if unreadable."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str) and value:
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    else:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 @dataclasses.dataclass(frozen=True)
 class ObjectRef:
     """One S3 object version. `object_id` names it in logs and keys without revealing the key (which may hold PHI)."""

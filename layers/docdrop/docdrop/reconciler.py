@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from docdrop.cobalt import CobaltClient, EventLogUnavailable
 from docdrop.cobalt_events import outcome_event_from
 from docdrop.evidence import outcome_fingerprint
-from docdrop.ledger import INTERRUPTED_REASON, OPEN, OUTCOMES, DocumentLedger, JoinResult, Status
+from docdrop.ledger import INTERRUPTED_REASON, OPEN, OUTCOMES, DocumentLedger, JoinResult, Status, parse_moment
 from docdrop.observability import MetricName
 from docdrop.outcomes import OutcomeJoiner
 from docdrop.reviews import MARGIN_AFTER, REVIEW_HORIZON, Candidates, Window, candidates_for
@@ -94,8 +94,11 @@ class PassReport:
 
 
 def _parse(moment: str) -> datetime:
-    parsed = datetime.fromisoformat(moment.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    """A time the ledger wrote itself: unreadable is a bug, not an input to forgive."""
+    parsed = parse_moment(moment)
+    if parsed is None:
+        raise ValueError("not an ISO 8601 time")
+    return parsed
 
 
 def _hours(span: timedelta) -> str:

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
+
+from docdrop.ledger import parse_moment
 
 # The clock of a document's outcome event may run a little ahead of ours: a minute of slack before the attempt.
 MARGIN_BEFORE = timedelta(minutes=1)
@@ -25,16 +27,6 @@ MARGIN_AFTER = timedelta(minutes=10)
 REVIEW_HORIZON = timedelta(days=7)
 
 
-def _moment(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 @dataclasses.dataclass(frozen=True)
 class Window:
     start: datetime
@@ -42,13 +34,13 @@ class Window:
 
     @classmethod
     def of(cls, review: Mapping[str, Any]) -> Window | None:
-        sent, ended = _moment(review.get("attempt_sent_at")), _moment(review.get("attempt_ended_at"))
+        sent, ended = parse_moment(review.get("attempt_sent_at")), parse_moment(review.get("attempt_ended_at"))
         if sent is None or ended is None:
             return None
         return cls(sent - MARGIN_BEFORE, ended + MARGIN_AFTER)
 
     def holds(self, document: Mapping[str, Any]) -> bool:
-        created = _moment(document.get("outcome_created"))
+        created = parse_moment(document.get("outcome_created"))
         return created is not None and self.start <= created <= self.end
 
 

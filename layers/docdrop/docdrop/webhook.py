@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from docdrop.cobalt_events import outcome_event_from, usable_id
 from docdrop.evidence import outcome_fingerprint
-from docdrop.ledger import OUTCOMES, DocumentLedger, LedgerError, LedgerRefusedItem
+from docdrop.ledger import OUTCOMES, DocumentLedger, LedgerError, LedgerRefusedItem, parse_moment
 from docdrop.observability import MetricName
 from docdrop.signature import verify_cobalt_signature
 
@@ -51,23 +51,10 @@ def _previous_expiry(document: Mapping[str, Any]) -> datetime:
         (document.get("previous_expires_at"), timedelta(0)),
         (document.get("version_created_at"), PREVIOUS_SECRET_LIFETIME),
     ):
-        moment = _moment(value)
+        moment = parse_moment(value)
         if moment is not None:
             return moment + extra
     return datetime.min.replace(tzinfo=UTC)
-
-
-def _moment(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, str) and value:
-        try:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    else:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def handle_cobalt_webhook(
