@@ -47,7 +47,7 @@ build: $(IAC_STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy layers/docdrop/docdrop local tests bench $(wildcard functions/*/*.py)
+	$(BIN)/mypy layers/docdrop/docdrop cli/docdrop_cli local tests bench $(wildcard functions/*/*.py)
 
 ## bench: print speed and cost figures (never asserted: compare ratios within one run)
 bench: $(STAMP) build

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import logging
 import signal
 import sys
@@ -29,8 +30,9 @@ from urllib.parse import urlencode
 import boto3
 from docdrop.filetype import MAX_DOCUMENT_BYTES
 from docdrop.ledger import TERMINAL, DocumentLedger, DocumentView, ObjectRef, Status
+from docdrop.s3_events import s3_notification
+from docdrop_cli.output import shorten, write_table
 
-from local.cli import format_table, s3_notification, shorten
 from local.samples import jpeg_bytes, pdf_bytes, png_bytes
 from local.stack import STATE_DIR, LocalStack, StackInfo, StackOptions
 
@@ -231,11 +233,11 @@ def run_samples(stack: LocalStack, timeout: float = 180.0, out: Callable[[str], 
 
 
 def _table(drops: list[Dropped]) -> str:
-    rows = [("object", "MRN", "expected", "status", "reason", "document id", "seconds")]
+    rows = []
     for drop in drops:
         view = drop.view
         rows.append(
-            (
+            [
                 drop.sample.name,
                 mask_mrn(drop.sample.tags.get("patient_mrn") or drop.sample.tags.get("Patient-MRN")),
                 drop.sample.expected.value,
@@ -243,9 +245,11 @@ def _table(drops: list[Dropped]) -> str:
                 shorten(view.reason if view else "no ledger record", 58),
                 view.document_id or "-" if view else "-",
                 _seconds(view, drop),
-            )
+            ]
         )
-    return format_table(rows)
+    text = io.StringIO()
+    write_table(["object", "MRN", "expected", "status", "reason", "document id", "seconds"], rows, text)
+    return text.getvalue().rstrip("\n")
 
 
 def _verdict(stack: LocalStack, drops: list[Dropped], out: Callable[[str], None]) -> bool:

@@ -27,6 +27,7 @@ from docdrop.cobalt import CobaltClient
 from local.cobalt_sandbox import CobaltSandbox, FaultSettings, SandboxConfig
 from local.dynamodb_local import DynamoDBLocalUnavailable, free_port, running_dynamodb_local
 from local.event_source import SqsEventSource
+from local.lambda_api import LocalLambdaApi
 from local.lambda_runtime import LocalLambdaContext, load_handler_module
 from local.resources import (
     IngestQueues,
@@ -87,9 +88,12 @@ class StackInfo:
     secrets: dict[str, str]
     logs: dict[str, str]
     reconciler: dict[str, float]  # every_seconds and the deadlines in force, in seconds
-    # What the functions are configured with (names and local endpoints; no secret values): `docdrop reconcile`
-    # runs the reconciler function locally with it.
+    # What the functions are configured with (names and local endpoints; no secret values).
     function_environment: dict[str, str]
+    # Lambda's Invoke API for the stack's functions (`docdrop reconcile` invokes the reconciler through it).
+    lambda_endpoint_url: str
+    functions: dict[str, str]
+    pid: int  # the process the stack lives in: docdrop tells a stale file by it
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -246,6 +250,9 @@ class LocalStack:
         self.reconciler = load_handler_module("reconciler")
         self._log_to_file(self.reconciler, logs_dir / "reconciler.log")
         self._start_thread("reconciler-schedule", self._reconcile_on_schedule, deadlines["every_seconds"])
+        reconciler_name = f"{name}-reconciler"
+        lambda_api = LocalLambdaApi({reconciler_name: lambda event: self.reconcile_now()}).start()
+        self._exit.callback(lambda_api.stop)
 
         self.info = StackInfo(
             aws_endpoint_url=moto_url,
@@ -266,6 +273,9 @@ class LocalStack:
             },
             reconciler=deadlines,
             function_environment={k: os.environ[k] for k in sorted(self._saved_env) if k in os.environ},
+            lambda_endpoint_url=lambda_api.url,
+            functions={"reconciler": reconciler_name},
+            pid=os.getpid(),
         )
         state_file = options.state_dir / "local-stack.json"
         state_file.write_text(self.info.to_json() + "\n", encoding="utf-8")

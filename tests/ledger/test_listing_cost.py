@@ -9,10 +9,11 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import docdrop_cli.main as cli
 from docdrop.ledger import DocumentLedger, ObjectRef, OutcomeEvent, Status
 from docdrop.outcomes import OutcomeJoiner
+from docdrop_cli.target import Target
 
-from local import cli
 from tests.support.aws import dynamodb_client
 
 
@@ -80,18 +81,18 @@ def test_docdrop_status_submitted_makes_one_query(
     _open(ledger, 3)
     _close(ledger, 20)
     calls: Counter[str] = Counter()
-    original = cli.Target.client
+    original = Target.client
 
-    def counted(self: cli.Target, service: str) -> Any:
+    def counted(self: Target, service: str) -> Any:
         client = original(self, service)
         client.meta.events.register("before-call.*", lambda model, **kw: calls.update([model.name]))
         return client
 
-    cli.Target.client = counted  # type: ignore[method-assign]
+    Target.client = counted  # type: ignore[method-assign]
     out = io.StringIO()
     try:
         code = cli.main(["status", "--status", "SUBMITTED", "--table", ledger_table, "--region", "us-east-1"], out)
     finally:
-        cli.Target.client = original  # type: ignore[method-assign]
+        Target.client = original  # type: ignore[method-assign]
     assert code == 0 and calls == Counter({"Query": 1})
     assert out.getvalue().count("open-") == 3

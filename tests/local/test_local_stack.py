@@ -16,9 +16,9 @@ from typing import Any
 from urllib.parse import urlparse
 
 import boto3
+import docdrop_cli.main as cli
 import pytest
 
-from local import cli
 from local.cobalt_sandbox import CobaltSandbox
 from local.samples import pdf_bytes
 from local.stack import LocalStack, StackOptions
@@ -60,7 +60,7 @@ def _listening(url: str) -> bool:
 
 def _status(stack_file: Path, *args: str) -> Any:
     out = io.StringIO()
-    code = cli.main(["status", "--stack-file", str(stack_file), *args], out=out)
+    code = cli.main(["status", "--local", str(stack_file), *args], out=out)
     return code, out.getvalue()
 
 
@@ -126,7 +126,7 @@ def test_keep_running_serves_documents_dropped_by_hand_until_interrupted(tmp_pat
         # One reconciler pass on demand, the same function the stack's schedule runs (exit 3: a pass was running).
         for _ in range(5):
             out = io.StringIO()
-            code = cli.main(["reconcile", "--json", "--stack-file", str(stack_file)], out=out)
+            code = cli.main(["reconcile", "--json", "--local", str(stack_file)], out=out)
             if code != 3:
                 break
             time.sleep(1)
@@ -179,7 +179,14 @@ def test_cobalt_url_points_the_stack_at_another_server_and_receives_its_webhooks
     assert other_cobalt.webhooks == {}  # the stack took its dead URL back off Cobalt when it stopped
 
 
-def test_status_without_any_stack_says_how_to_get_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_status_without_any_stack_says_how_to_get_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv("LEDGER_TABLE", raising=False)
-    with pytest.raises(SystemExit, match="no stack to read"):
-        cli.main(["status", "--stack-file", str(tmp_path / "absent.json")])
+    monkeypatch.delenv("DOCDROP_LOCAL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["status"]) == 4
+    assert "no stack to act on" in capsys.readouterr().err
+    assert cli.main(["status", "--local", str(tmp_path / "absent")]) == 4
+    error = capsys.readouterr().err
+    assert "no local stack in" in error and "make demo ARGS=--keep-running" in error and "Traceback" not in error

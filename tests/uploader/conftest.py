@@ -131,7 +131,9 @@ class UploaderStack:
             "dynamodb_endpoint_url": self.ledger._client.meta.endpoint_url,
             "aws_endpoint_url": self.s3.meta.endpoint_url,
             "secrets": {"cobalt_credentials": "-", "webhook_signing": "-"},
+            "prefix": PREFIX,
             "queue_url": self.queues.queue_url,
+            "dlq_url": self.queues.dlq_url,
         }
         path.write_text(json.dumps(info), encoding="utf-8")
         return path

@@ -15,6 +15,7 @@ import pytest
 import requests
 from docdrop.cobalt import (
     CobaltClient,
+    CobaltSetupError,
     EventLogUnavailable,
     Verdict,
     backoff_seconds,
@@ -208,8 +209,13 @@ def test_a_redirect_is_never_followed_and_nothing_reaches_the_other_host(sandbox
         answer = client.upload_document(FIELDS, "a.pdf", "application/pdf", pdf_bytes())
         with pytest.raises(EventLogUnavailable):
             client.webhook_events(event_type="document.uploaded", start_date=date(2026, 11, 30), page=1)
-        with pytest.raises(RuntimeError):
-            client.register_webhook("https://example.test/hook")
+        for setup_call in (
+            lambda: client.register_webhook("https://example.test/hook"),
+            client.list_webhooks,
+            lambda: client.rotate_webhook_secret("wh-1"),
+        ):
+            with pytest.raises(CobaltSetupError, match="a redirect"):
+                setup_call()
     assert answer.verdict is Verdict.FAILED and answer.status_code == status and base_url in answer.reason
     assert sandbox._public_documents() == [] and sandbox.webhooks == {}  # the credentials and the file stayed home
 

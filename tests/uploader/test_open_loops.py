@@ -14,9 +14,9 @@ from docdrop.cobalt import CobaltClient
 from docdrop.ledger import ObjectRef, OutcomeEvent
 from docdrop.outcomes import OutcomeJoiner
 from docdrop.reconciler import Reconciler
+from docdrop.s3_events import s3_notification
 from docdrop.uploader import Deadline
 
-from local.cli import s3_notification
 from local.samples import pdf_bytes
 from tests.reconciler.conftest import DEADLINES, Clock, RecordedMetrics
 from tests.uploader.conftest import AUTH, MRN, UploaderStack, tags
@@ -205,22 +205,6 @@ def test_an_unrecorded_submission_whose_outcome_came_first_is_joined_even_after_
     _reconcile_after(stack, timedelta(minutes=1))
     item = stack.ledger.get_object(ref)
     assert (item["status"], item["document_id"]) == ("UPLOADED", "5550000000000001")  # definitive evidence: closed
-
-
-def test_doctor_fails_on_a_bucket_whose_versioning_was_suspended(uploader_stack: UploaderStack, tmp_path) -> None:
-    import io
-
-    from local import cli
-
-    stack = uploader_stack
-    stack_file = stack.stack_file(tmp_path)
-    healthy = io.StringIO()
-    assert cli.main(["doctor", "--stack-file", str(stack_file)], out=healthy) == 0
-    assert "FAIL" not in healthy.getvalue()
-    stack.s3.put_bucket_versioning(Bucket=stack.bucket, VersioningConfiguration={"Status": "Suspended"})
-    suspended = io.StringIO()
-    assert cli.main(["doctor", "--stack-file", str(stack_file)], out=suspended) == 1
-    assert "FAIL  inbox bucket versioning" in suspended.getvalue() and "Suspended" in suspended.getvalue()
 
 
 def test_an_ambiguous_upload_that_cobalt_stored_and_reported_is_resolved_by_its_evidence(

@@ -166,8 +166,7 @@ def test_register_webhook_writes_when_the_previous_secret_expires(tmp_path, moto
     from datetime import UTC, datetime, timedelta
 
     import boto3
-
-    from local import cli
+    import docdrop_cli.main as cli
 
     secrets = boto3.client("secretsmanager", endpoint_url=moto_endpoint, region_name="us-east-1")
     name = f"rotate-{tmp_path.name}"
@@ -192,7 +191,7 @@ def test_register_webhook_writes_when_the_previous_secret_expires(tmp_path, moto
             }
         )
     )
-    args = ["register-webhook", "--stack-file", str(stack_file), "--url", "https://hooks.example.test/cobalt"]
+    args = ["register-webhook", "--local", str(stack_file), "--url", "https://hooks.example.test/cobalt"]
     assert cli.main(args, out=io.StringIO()) == 0
     document = json.loads(secrets.get_secret_value(SecretId=f"{name}/signing")["SecretString"])
     assert document["previous"] == "whsec_old" and document["current"] not in ("", "whsec_old")

@@ -203,6 +203,22 @@ class EventLogUnavailable(Exception):
 class WebhookRegistration:
     webhook_id: str | None
     secret: str
+    previous_valid_until: str | None = None  # after a rotation, when Cobalt stops honouring the old secret
+
+
+@dataclasses.dataclass(frozen=True)
+class RegisteredWebhook:
+    webhook_id: str
+    url: str
+
+
+class CobaltSetupError(Exception):
+    """A set-up call (webhook registration, listing, rotation) Cobalt did not accept, or no answer at all."""
+
+    def __init__(self, message: str, status_code: int | None = None, error_code: str | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.error_code = error_code
 
 
 def webhook_secret_from(answer: Mapping[str, Any]) -> str | None:
@@ -255,24 +271,76 @@ class CobaltClient:
 
     def register_webhook(self, webhook_url: str) -> WebhookRegistration:
         """POST /v1/webhook: register `webhook_url`; the answer holds the signing secret (set-up, not the data path)."""
-        response = self._session.post(
-            self._base + "/webhook",
-            headers=self._headers(False),
-            json={"webhook_url": webhook_url},
-            timeout=self.timeout,
-            allow_redirects=False,
-        )
-        with response:
-            body = _json(response)
+        body = self._setup_call("POST", "/webhook", "register the webhook", {"webhook_url": webhook_url})
         secret = webhook_secret_from(body)
-        if response.status_code != 200 or secret is None:
-            message = _text(body.get("message")) or "no message"
-            raise RuntimeError(f"Cobalt refused the webhook registration (HTTP {response.status_code}): {message}")
+        if secret is None:
+            raise CobaltSetupError("Cobalt's registration answer holds no signing secret", 200)
         nested = body.get("webhook")
         webhook_id = (
             body.get("webhook_id") or body.get("id") or (nested.get("id") if isinstance(nested, dict) else None)
         )
         return WebhookRegistration(str(webhook_id) if webhook_id else None, secret)
+
+    def list_webhooks(self) -> list[RegisteredWebhook]:
+        """GET /v1/webhook: the URLs registered for this account (set-up and `docdrop doctor`, not the data path)."""
+        body = self._setup_call("GET", "/webhook", "list the webhooks")
+        found = body.get("webhook_urls") or body.get("webhooks") or []
+        return [
+            RegisteredWebhook(str(w.get("id") or ""), str(w.get("url") or w.get("webhook_url") or ""))
+            for w in found
+            if isinstance(w, dict)
+        ]
+
+    def rotate_webhook_secret(self, webhook_id: str | None) -> WebhookRegistration:
+        """POST /v1/webhook/{id}/rotate-secret (older docs: /v1/webhook/rotate-secret): the new signing secret.
+
+        Cobalt keeps the previous secret working for 24 hours.
+        """
+        paths = [f"/webhook/{webhook_id}/rotate-secret"] if webhook_id else []
+        paths.append("/webhook/rotate-secret")
+        for path in paths:
+            try:
+                body = self._setup_call("POST", path, "rotate the webhook secret")
+            except CobaltSetupError as exc:
+                if exc.status_code == 404 and path != paths[-1]:
+                    continue  # an older Cobalt: the account-wide path
+                raise
+            secret = webhook_secret_from(body)
+            if secret is None:
+                raise CobaltSetupError("Cobalt's rotation answer holds no secret", 200)
+            return WebhookRegistration(webhook_id, secret, _text(body.get("previous_secret_valid_until")))
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _setup_call(self, method: str, path: str, what: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """One set-up call; CobaltSetupError (HTTP status and Cobalt's message) unless it answers 2xx."""
+        try:
+            response = self._session.request(
+                method,
+                self._base + path,
+                headers=self._headers(False),
+                json=dict(body) if body is not None else None,
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+        except requests.exceptions.RequestException as exc:
+            raise CobaltSetupError(f"no answer from Cobalt at {self._base} to {what} ({type(exc).__name__})") from None
+        with response:
+            answer = _json(response)
+        if 300 <= response.status_code < 400:
+            raise CobaltSetupError(
+                f"Cobalt's address answered HTTP {response.status_code} (a redirect), which DocDrop never follows: "
+                f"check the base URL {self._base} (CobaltBaseUrl)",
+                response.status_code,
+                "redirect",
+            )
+        if not 200 <= response.status_code < 300:
+            message = _text(answer.get("message")) or _text(answer.get("error")) or "no message"
+            raise CobaltSetupError(
+                f"Cobalt refused to {what} (HTTP {response.status_code}): {message}",
+                response.status_code,
+                _text(answer.get("error")),
+            )
+        return answer
 
     def delete_webhook(self, webhook_id: str) -> bool:
         """DELETE /v1/webhook/{id}; False when Cobalt did not confirm it (the URL may stay registered)."""
@@ -288,18 +356,30 @@ class CobaltClient:
         with response:
             return response.status_code in (200, 204)
 
-    def webhook_events(self, *, event_type: str, start_date: date, page: int, page_size: int = 100) -> EventLogPage:
-        """GET /v1/webhook-events: one page of past events of a type since `start_date`, oldest first.
+    def webhook_events(
+        self,
+        *,
+        event_type: str | None,
+        start_date: date,
+        page: int,
+        page_size: int = 100,
+        delivery_status: str | None = None,
+    ) -> EventLogPage:
+        """GET /v1/webhook-events: one page of past events (of a type, a delivery status) since `start_date`, oldest
+        first.
 
         Oldest first, so pages already read stay put while new events are appended: a reader can resume by page.
         """
         params: dict[str, str | int] = {
-            "event_type": event_type,
             "start_date": start_date.isoformat(),
             "page": page,
             "page_size": min(page_size, 100),
             "sort": "asc",
         }
+        if event_type:
+            params["event_type"] = event_type
+        if delivery_status:  # named `status` in one version of the docs, `delivery_status` in another: send both
+            params["status"] = params["delivery_status"] = delivery_status
         try:
             response = self._session.get(
                 self._base + "/webhook-events",

@@ -489,7 +489,7 @@ class DocumentLedger:
         """
         before = datetime.now(UTC) - older_than if older_than is not None else None
         items = self.open_items(status, before=before, limit=limit, newest_first=newest_first)
-        return [_view(item, None) for item in items]
+        return [object_view(item) for item in items]
 
     def open_items(
         self,
@@ -894,6 +894,15 @@ class DocumentLedger:
         sets = e.assign({"state": dict(state), "lease_until": "", "updated_at": now_iso()})
         self._conditional_update(self._run_key(name), e, "SET " + ", ".join(sets), f"{e.n('owner')} = {e.v(owner)}")
 
+    def checkpoint_run(self, name: str, owner: str, state: Mapping[str, Any], seconds: float) -> bool:
+        """Keep where a leased job has got to and extend its lease; False when the lease is no longer `owner`'s."""
+        e = Expression()
+        until = (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat(timespec="microseconds")
+        sets = e.assign({"state": dict(state), "lease_until": until, "updated_at": now_iso()})
+        return self._conditional_update(
+            self._run_key(name), e, "SET " + ", ".join(sets), f"{e.n('owner')} = {e.v(owner)}"
+        )
+
     def run_state(self, name: str) -> dict[str, Any]:
         item = self._get(self._run_key(name)) or {}
         state = item.get("state")
@@ -902,6 +911,11 @@ class DocumentLedger:
     @staticmethod
     def _run_key(name: str) -> dict[str, Any]:
         return {"pk": {"S": f"RUN#{name}"}, "sk": {"S": "RUN"}}
+
+
+def object_view(item: Mapping[str, Any]) -> DocumentView:
+    """An object item as shown, when its own status is all there is to show (its outcome is joined onto it)."""
+    return _view(item, None)
 
 
 def _view(obj: Mapping[str, Any] | None, document: Mapping[str, Any] | None) -> DocumentView:

@@ -29,6 +29,7 @@ class MetricName(StrEnum):
     DOCUMENTS_DUPLICATE = "DocumentsDuplicate"
     COBALT_LATENCY = "CobaltLatency"
     WEBHOOK_INVALID_SIGNATURE = "WebhookInvalidSignature"
+    WEBHOOK_DEFERRED_FOR_ROTATION = "WebhookDeferredForRotation"
     WEBHOOK_BAD_REQUEST = "WebhookBadRequest"
     WEBHOOK_DUPLICATE = "WebhookDuplicate"
     WEBHOOK_IGNORED_EVENT = "WebhookIgnoredEvent"

@@ -30,6 +30,9 @@ class WebhookAnswer:
 
 # Cobalt keeps a rotated secret valid for 24 hours; so does DocDrop, no longer (a leaked old one could forge outcomes).
 PREVIOUS_SECRET_LIFETIME = timedelta(hours=24)
+# `docdrop rotate-webhook-secret` marks the document before asking Cobalt for a new secret and stores it right after:
+# a delivery signed with a secret not stored yet is answered 503 in that window, and Cobalt's retry 1 s later passes.
+ROTATION_WINDOW = timedelta(minutes=2)
 
 
 def signing_secrets(document: Mapping[str, Any], now: datetime | None = None) -> list[str]:
@@ -44,6 +47,12 @@ def signing_secrets(document: Mapping[str, Any], now: datetime | None = None) ->
         previous = ""
     keys.append(previous)
     return [k for k in keys if k and k != "REPLACE_ME"]
+
+
+def rotation_in_progress(document: Mapping[str, Any], now: datetime | None = None) -> bool:
+    """True while a rotation started less than ROTATION_WINDOW ago has not stored its new secret yet."""
+    started = parse_moment(document.get("rotation_started_at"))
+    return started is not None and (now or datetime.now(UTC)) - started < ROTATION_WINDOW
 
 
 def _previous_expiry(document: Mapping[str, Any]) -> datetime:
@@ -73,11 +82,14 @@ def handle_cobalt_webhook(
         return WebhookAnswer(413, {"error": "payload too large"})
     signature = headers.get("cobalt-verification")
     # On a mismatch the secret may have been rotated since it was cached: read it once more before refusing.
-    if not verify_cobalt_signature(raw_body, signature, signing_secrets(load_secrets(False))) and (
-        not signature or not verify_cobalt_signature(raw_body, signature, signing_secrets(load_secrets(True)))
-    ):
-        metrics.add_metric(MetricName.WEBHOOK_INVALID_SIGNATURE, "Count", 1)
-        return WebhookAnswer(401, {"error": "invalid signature"})
+    if not verify_cobalt_signature(raw_body, signature, signing_secrets(load_secrets(False))):
+        fresh = load_secrets(True) if signature else {}
+        if not signature or not verify_cobalt_signature(raw_body, signature, signing_secrets(fresh)):
+            if signature and rotation_in_progress(fresh):  # Cobalt retries a 5xx once, after 1 s
+                metrics.add_metric(MetricName.WEBHOOK_DEFERRED_FOR_ROTATION, "Count", 1)
+                return WebhookAnswer(503, {"error": "the signing secret is being rotated; retry"})
+            metrics.add_metric(MetricName.WEBHOOK_INVALID_SIGNATURE, "Count", 1)
+            return WebhookAnswer(401, {"error": "invalid signature"})
     try:
         event = json.loads(raw_body)
     except (ValueError, RecursionError):
