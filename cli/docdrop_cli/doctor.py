@@ -18,6 +18,18 @@ from docdrop_cli.webhook_setup import PLACEHOLDER, SecretStore, credentials_prob
 
 FAILED_DELIVERY_WINDOW = timedelta(hours=24)
 MAX_LOG_PAGES = 10
+# Each check's name as printed, by the method that makes it.
+CHECKS = {
+    "credentials_filled": "Cobalt credentials filled",
+    "cobalt_reachable": "Cobalt reachable with them",
+    "webhook_registered": "webhook URL registered",
+    "signing_secret_matches": "webhook signing secret matches",
+    "bucket_versioning": "inbox bucket versioning",
+    "bucket_notification": "bucket notification to the ingest queue",
+    "ledger_stream": "ledger stream for the outcome joiner",
+    "alarms_subscribed": "alarms reach a person",
+    "dead_letter_queue_empty": "dead-letter queue empty",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,19 +67,18 @@ class Doctor:
             except OperatorError:
                 raise
             except (ClientError, BotoCoreError) as exc:
-                name = step.__name__.replace("_", " ")
-                checks.append(Check(name, False, f"could not be read: {_aws_reason(exc)}"))
+                checks.append(Check(CHECKS[step.__name__], False, f"could not be read: {_aws_reason(exc)}"))
         return checks
 
     def credentials_filled(self) -> Check:
-        name = "Cobalt credentials filled"
+        name = CHECKS["credentials_filled"]
         problem = credentials_problem(self.store.read("credentials_secret"))
         if problem:
             return Check(name, False, f"{problem}: put the real values in {self.target.credentials_secret}")
         return Check(name, True, "client_id, client_secret and access_token set")
 
     def cobalt_reachable(self) -> Check:
-        name = "Cobalt reachable with them"
+        name = CHECKS["cobalt_reachable"]
         if credentials_problem(self.store.read("credentials_secret")):
             return Check(name, None, "skipped: fill the credentials first")
         credentials = self.store.read("credentials_secret")
@@ -85,7 +96,7 @@ class Doctor:
         return Check(name, True, base)
 
     def webhook_registered(self) -> Check:
-        name = "webhook URL registered"
+        name = CHECKS["webhook_registered"]
         url = self.target.webhook_url
         if self.webhooks is None or not url:
             return Check(name, None, "skipped: Cobalt not reachable" if url else "skipped: the webhook URL is unknown")
@@ -96,7 +107,7 @@ class Doctor:
     def signing_secret_matches(self) -> Check:
         """Deliveries Cobalt logged as failed since the secret was last stored: it signs with another secret (or the
         endpoint fails). Cobalt never shows its secret, so its own delivery log is the evidence."""
-        name = "webhook signing secret matches"
+        name = CHECKS["signing_secret_matches"]
         document = self.store.read("signing_secret")
         if document.get("current") in (None, "", PLACEHOLDER):
             return Check(name, False, "no signing secret stored: run docdrop register-webhook")
@@ -104,6 +115,8 @@ class Doctor:
             return Check(name, None, "skipped: Cobalt not reachable")
         since = datetime.now(UTC) - FAILED_DELIVERY_WINDOW
         changed = self.store.last_changed("signing_secret")
+        if changed is not None and not changed.microsecond:  # to the second: the rest of that second is before it
+            changed += timedelta(seconds=1)
         if changed is not None and changed > since:
             since = changed
         failed: list[dict[str, Any]] = []
@@ -128,7 +141,7 @@ class Doctor:
         return Check(name, True, f"no failed delivery since {since.isoformat(timespec='seconds')}")
 
     def bucket_versioning(self) -> Check:
-        name = "inbox bucket versioning"
+        name = CHECKS["bucket_versioning"]
         bucket = self.target.need("bucket", "the inbox bucket")
         status = self.target.client("s3").get_bucket_versioning(Bucket=bucket).get("Status", "never enabled")
         if status == "Enabled":
@@ -138,7 +151,7 @@ class Doctor:
         )
 
     def bucket_notification(self) -> Check:
-        name = "bucket notification to the ingest queue"
+        name = CHECKS["bucket_notification"]
         bucket = self.target.need("bucket", "the inbox bucket")
         queue_arn = _queue_arn(self.target, self.target.need("queue_url", "the ingest queue"))
         config = self.target.client("s3").get_bucket_notification_configuration(Bucket=bucket)
@@ -151,7 +164,7 @@ class Doctor:
         return Check(name, False, "new objects reach nothing: redeploy the stack (sam deploy) to restore it")
 
     def ledger_stream(self) -> Check:
-        name = "ledger stream for the outcome joiner"
+        name = CHECKS["ledger_stream"]
         table = self.target.client("dynamodb").describe_table(TableName=self.target.table)["Table"]
         stream = (table.get("StreamSpecification") or {}).get("StreamViewType")
         if stream in ("NEW_IMAGE", "NEW_AND_OLD_IMAGES"):
@@ -159,7 +172,7 @@ class Doctor:
         return Check(name, False, "off: objects would stay SUBMITTED after their outcome; redeploy the stack")
 
     def alarms_subscribed(self) -> Check:
-        name = "alarms reach a person"
+        name = CHECKS["alarms_subscribed"]
         topic = self.target.alarm_topic_arn
         if not topic:
             return Check(name, None, "no alarm topic here (the local stack has none)")
@@ -174,7 +187,7 @@ class Doctor:
         return Check(name, True, f"{len(confirmed)} confirmed subscription(s)")
 
     def dead_letter_queue_empty(self) -> Check:
-        name = "dead-letter queue empty"
+        name = CHECKS["dead_letter_queue_empty"]
         dlq = self.target.need("dlq_url", "the dead-letter queue")
         attributes = self.target.client("sqs").get_queue_attributes(
             QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"]
@@ -192,9 +205,9 @@ def _queue_arn(target: Target, url: str) -> str:
 
 def _alarms_without(target: Target, topic: str) -> list[str]:
     """The stack's alarms (named after it) whose actions do not include the alarm topic."""
-    prefix = target.stack_name or ""
     names = []
-    for page in target.client("cloudwatch").get_paginator("describe_alarms").paginate(AlarmNamePrefix=prefix):
+    kwargs = {"AlarmNamePrefix": target.stack_name} if target.stack_name else {}
+    for page in target.client("cloudwatch").get_paginator("describe_alarms").paginate(**kwargs):
         for alarm in page.get("MetricAlarms", []):
             if topic not in alarm.get("AlarmActions", []):
                 names.append(str(alarm["AlarmName"]))

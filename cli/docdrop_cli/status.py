@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -76,7 +77,10 @@ def status_command(args: argparse.Namespace, out: TextIO) -> int:
 def write_views(views: list[DocumentView], args: argparse.Namespace, out: TextIO) -> None:
     now = datetime.now(UTC)
     if args.json:
-        write_json([{**_row(v), "age_seconds": age_seconds(v.updated_at or v.created_at, now)} for v in views], out)
+        found = [
+            {**dataclasses.asdict(v), "age_seconds": age_seconds(v.updated_at or v.created_at, now)} for v in views
+        ]
+        write_json(found, out)
         return
     if args.csv:
         write_csv(COLUMNS, [[_row(v)[c] for c in COLUMNS] for v in views], out)

@@ -6,7 +6,7 @@ import json
 import subprocess
 
 import pytest
-from docdrop.signature import js_json_stringify, verify_cobalt_signature
+from docdrop.signature import js_json_stringify, sign_payload, verify_cobalt_signature
 
 from tests.webhook.conftest import CURRENT, PREVIOUS, WebhookStack, document_event
 
@@ -197,3 +197,32 @@ def test_register_webhook_writes_when_the_previous_secret_expires(tmp_path, moto
     assert document["previous"] == "whsec_old" and document["current"] not in ("", "whsec_old")
     expires = datetime.fromisoformat(document["previous_expires_at"])
     assert abs((expires - datetime.now(UTC)) - timedelta(hours=24)) < timedelta(minutes=5)
+
+
+def test_a_delivery_signed_with_a_secret_not_stored_yet_is_retried_during_a_rotation_and_refused_after(
+    webhook_stack: WebhookStack,
+) -> None:
+    """`docdrop rotate-webhook-secret` marks the document before asking Cobalt: Cobalt's retry (after a 5xx) then
+    finds the new secret stored. Without a mark, or once the mark is old, a wrong signature is refused."""
+    from datetime import UTC, datetime, timedelta
+
+    from docdrop.webhook import handle_cobalt_webhook
+
+    raw = json.dumps(document_event("evt-rotating"), separators=(",", ":")).encode()
+    headers = {"cobalt-verification": sign_payload("whsec_new_not_stored_yet", raw)}
+
+    def answer(document: dict[str, object]) -> int:
+        return handle_cobalt_webhook(
+            raw,
+            headers,
+            ledger=webhook_stack.ledger,
+            load_secrets=lambda refresh: document,
+            metrics=webhook_stack.module.metrics,
+        ).status_code
+
+    now = datetime.now(UTC)
+    stored = {"current": CURRENT, "previous": ""}
+    assert answer({**stored, "rotation_started_at": (now - timedelta(seconds=1)).isoformat()}) == 503
+    assert answer({**stored, "rotation_started_at": (now - timedelta(minutes=3)).isoformat()}) == 401
+    assert answer(stored) == 401
+    assert webhook_stack.ledger.get_document("9988776655443322") is None  # nothing recorded from an unverified body

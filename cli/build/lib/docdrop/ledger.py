@@ -1,0 +1,944 @@
+"""The document ledger: the one DynamoDB model, and the one class that reads and writes it.
+
+Item types (one table, keys `pk`/`sk`):
+- object version  `pk=OBJ#<object_id>`  `sk=OBJ`  — what DocDrop did with one S3 object version: claim, refusal,
+  submission. `status`/`status_at` feed the `by_status` index.
+- Cobalt document `pk=CDOC#<document_id>` `sk=CDOC` — what Cobalt said about a document: the first terminal outcome
+  (`outcome`/`outcome_at` feed the `by_outcome` index), every event received, the event ids seen, and (once the
+  submission is recorded) the object it came from. Webhooks know only the document id, so they write here, in one call.
+- account link    `pk=TOKEN#<reference>`   `sk=TOKEN`  — `access_token.login_required` and its history.
+
+An object's effective status is its own until it is SUBMITTED, then the Cobalt document's outcome once one arrived.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import secrets
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from docdrop.ledger_expression import Expression, item_values, plain
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+
+class Status(StrEnum):
+    RECEIVED = "RECEIVED"  # claimed: the upload is under way
+    WAITING_FOR_TAGS = "WAITING_FOR_TAGS"  # MRN or folder missing; the tagging event resumes it
+    PENDING_RETRY = "PENDING_RETRY"  # Cobalt was unavailable before accepting anything; SQS redelivers
+    SUBMITTED = "SUBMITTED"  # Cobalt accepted it; document_id known; outcome awaited
+    UPLOADED = "UPLOADED"
+    FAILED = "FAILED"
+    REJECTED = "REJECTED"  # refused by DocDrop before sending
+    NEEDS_REVIEW = "NEEDS_REVIEW"  # may or may not be in the EMR: never sent again automatically
+    STALE = "STALE"  # submitted, no outcome by the deadline
+    BLOCKED = "BLOCKED"  # Cobalt said login_required: waits for a re-link, then a redrive
+    DUPLICATE = "DUPLICATE"  # the same file, patient and folder went out within the duplicate window: not sent
+    DISMISSED = "DISMISSED"  # a review closed by a person without sending (`docdrop resolve --dismiss`)
+
+
+TERMINAL = frozenset(
+    {
+        Status.UPLOADED,
+        Status.FAILED,
+        Status.REJECTED,
+        Status.NEEDS_REVIEW,
+        Status.STALE,
+        Status.DUPLICATE,
+        Status.DISMISSED,
+    }
+)
+# A DUPLICATE or NEEDS_REVIEW a person approved for sending (`docdrop resolve`): its next event claims it, once.
+RESEND_APPROVED = "resend_approved"
+RESENDABLE = (Status.DUPLICATE, Status.NEEDS_REVIEW)
+# States from which a new delivery of the object's event may claim it again (nothing was sent to Cobalt).
+CLAIMABLE = frozenset({Status.WAITING_FOR_TAGS, Status.PENDING_RETRY, Status.BLOCKED})
+# States that still wait for something; each has a deadline and an owner (the reconciler, SQS, or a person's re-link).
+OPEN = frozenset({Status.RECEIVED, Status.WAITING_FOR_TAGS, Status.PENDING_RETRY, Status.SUBMITTED, Status.BLOCKED})
+# A REJECTED version with this flag was refused only because its tags never came: its tags, if they come, resume it.
+TAGS_EXPIRED = "tags_expired"
+# On a Cobalt document: its outcome is not yet joined to an object (feeds the sparse `by_unjoined_outcome` index).
+UNJOINED = "outcome_unjoined"
+# Its value for a submission Cobalt accepted whose own ledger write failed (see `remember_submission`).
+UNRECORDED = "UNRECORDED"
+INTERRUPTED_REASON = (
+    "The upload was interrupted after its claim: it may or may not be in the EMR; check the chart, then resolve it"
+)
+# What a claim takes off an item it resumes: a refusal's expiry and flag, a dead-letter note.
+_CLEARED_ON_CLAIM = (TAGS_EXPIRED, "dead_lettered_at", "expires_at", RESEND_APPROVED)
+OUTCOMES = {"document.uploaded": Status.UPLOADED, "document.upload_failed": Status.FAILED}
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def parse_moment(value: Any) -> datetime | None:
+    """An ISO 8601 time as the ledger, Cobalt (`Z` or an offset) or Secrets Manager give it; None if unreadable."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str) and value:
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    else:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectRef:
+    """One S3 object version. `object_id` names it in logs and keys without revealing the key (which may hold PHI)."""
+
+    bucket: str
+    key: str
+    version_id: str
+
+    @property
+    def object_id(self) -> str:
+        material = f"{self.bucket}\0{self.key}\0{self.version_id}".encode("utf-8", "surrogatepass")
+        return hashlib.sha256(material).hexdigest()[:32]
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """The result of trying to claim an object version: `won`, or the state that another writer left."""
+
+    won: bool
+    token: str
+    current: dict[str, Any] | None
+    resend_approved: bool = False  # the claimed item was a DUPLICATE a person approved for sending
+
+
+@dataclasses.dataclass(frozen=True)
+class OutcomeEvent:
+    """A document outcome from a Cobalt webhook (or its event log), as the ledger keeps it."""
+
+    event_id: str
+    event_type: str
+    document_id: str
+    created: str
+    failure_reason: str | None = None
+    reasons: tuple[Mapping[str, str], ...] = ()
+    job_id: str | None = None
+    access_token_reference_id: str | None = None
+    attempt: int | None = None
+    source: str = "webhook"
+    evidence_fingerprint: str | None = None  # keyed patient/folder fingerprint (docdrop.evidence), for reviews
+
+    @property
+    def outcome(self) -> Status:
+        return OUTCOMES[self.event_type]
+
+
+@dataclasses.dataclass(frozen=True)
+class DocumentView:
+    """Everything known about one object version or Cobalt document, joined."""
+
+    status: str
+    reason: str | None
+    object_id: str | None
+    bucket: str | None
+    key: str | None
+    version_id: str | None
+    document_id: str | None
+    job_id: str | None
+    created_at: str | None
+    updated_at: str | None
+    history: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+
+
+class JoinResult(StrEnum):
+    JOINED = "joined"  # this call moved the object to its outcome
+    ALREADY = "already"  # the object had its outcome already (a replayed stream record, or the other joiner)
+    NOT_OPEN = "not_open"  # the object is in no state an outcome closes (e.g. NEEDS_REVIEW): left as it is
+
+
+class LedgerError(Exception):
+    """A DynamoDB call failed: the caller must not assume the write happened."""
+
+
+class LedgerRefusedItem(LedgerError):
+    """DynamoDB refused the item itself (ValidationException): trying again can never succeed."""
+
+
+def _failure(exc: ClientError, what: str) -> LedgerError:
+    """The error a failed call becomes: refused for good (the item itself is invalid), or possibly transient."""
+    code = exc.response["Error"]["Code"]
+    if code == "ValidationException":
+        return LedgerRefusedItem(f"DynamoDB refused the {what} (ValidationException)")
+    return LedgerError(f"DynamoDB {what} failed: {code}")
+
+
+def _ref_attributes(ref: ObjectRef) -> dict[str, Any]:
+    return {"bucket": ref.bucket, "key": ref.key, "version_id": ref.version_id, "object_id": ref.object_id}
+
+
+class DocumentLedger:
+    """Reads and writes the ledger table. Every state change is conditional, so concurrent writers cannot collide."""
+
+    def __init__(self, client: DynamoDBClient, table_name: str, retention_days: int = 0) -> None:
+        self._client = client
+        self._table = table_name
+        self._retention = timedelta(days=retention_days) if retention_days > 0 else None
+
+    # ----- keys -------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _object_key(object_id: str) -> dict[str, Any]:
+        return {"pk": {"S": f"OBJ#{object_id}"}, "sk": {"S": "OBJ"}}
+
+    @staticmethod
+    def _document_key(document_id: str) -> dict[str, Any]:
+        return {"pk": {"S": f"CDOC#{document_id}"}, "sk": {"S": "CDOC"}}
+
+    @staticmethod
+    def _link_key(reference_id: str) -> dict[str, Any]:
+        return {"pk": {"S": f"TOKEN#{reference_id}"}, "sk": {"S": "TOKEN"}}
+
+    def _object_expiry(self, status: Status) -> int | None:
+        """Retention never makes DocDrop forget whether a version was sent: only a version it refused before sending
+        (REJECTED) may expire. Everything sent, or maybe sent, keeps its object item for ever."""
+        if self._retention is None or status is not Status.REJECTED:
+            return None
+        return int((datetime.now(UTC) + self._retention).timestamp())
+
+    def _document_expiry(self) -> int | None:
+        """A Cobalt document's events and outcome may expire; its object keeps the outcome and Cobalt's reason."""
+        if self._retention is None:
+            return None
+        return int((datetime.now(UTC) + self._retention).timestamp())
+
+    def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            result: dict[str, Any] = getattr(self._client, operation)(**kwargs)
+        except ClientError:
+            raise
+        except Exception as exc:  # botocore connection and timeout errors: the write may not have happened
+            raise LedgerError(f"DynamoDB {operation} failed: {type(exc).__name__}") from exc
+        return result
+
+    def _conditional_update(self, key: dict[str, Any], expression: Expression, update: str, condition: str) -> bool:
+        """One conditional UpdateItem; False when the condition did not hold."""
+        try:
+            self._call("update_item", TableName=self._table, Key=key, **expression.kwargs(update, condition))
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise _failure(exc, "update") from exc
+        return True
+
+    # ----- object versions --------------------------------------------------------------------------------------
+    def get_object(self, ref: ObjectRef) -> dict[str, Any] | None:
+        return self._get(self._object_key(ref.object_id))
+
+    def _get(self, key: dict[str, Any]) -> dict[str, Any] | None:
+        answer = self._call("get_item", TableName=self._table, Key=key, ConsistentRead=True)
+        return plain(answer.get("Item"))
+
+    def claim(self, ref: ObjectRef, lease_seconds: float, details: Mapping[str, Any] | None = None) -> Claim:
+        """Claim an object version for upload: exactly one caller wins, whatever S3, SQS or Lambda repeat.
+
+        A new version, or one waiting for tags, retrying or blocked, can be claimed; anything else belongs to someone.
+        """
+        token = secrets.token_hex(16)
+        now = now_iso()
+        lease_until = (datetime.now(UTC) + timedelta(seconds=lease_seconds)).isoformat(timespec="microseconds")
+        reason = "Claimed for upload to Cobalt"
+        e = Expression()
+        sets = e.transition(
+            Status.RECEIVED,
+            reason,
+            now,
+            {"claim_token": token, "lease_until": lease_until, **_ref_attributes(ref), **(details or {})},
+            keep_first={"created_at": now},
+        )
+        attempts = e.n("attempts")
+        sets.append(f"{attempts} = if_not_exists({attempts}, {e.v(0)}) + {e.v(1)}")
+        claimable = ", ".join(e.v(s.value) for s in sorted(CLAIMABLE))
+        resendable = ", ".join(e.v(s.value) for s in RESENDABLE)
+        approved = f"({e.n('status')} IN ({resendable}) AND {e.n(RESEND_APPROVED)} = {e.v(True)})"
+        condition = (
+            f"attribute_not_exists({e.n('pk')}) OR {e.n('status')} IN ({claimable}) OR {self._tags_expired(e)}"
+            f" OR {approved}"
+        )
+        try:
+            answer = self._call(
+                "update_item",
+                TableName=self._table,
+                Key=self._object_key(ref.object_id),
+                ReturnValues="UPDATED_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **e.kwargs("SET " + ", ".join(sets) + " REMOVE " + ", ".join(map(e.n, _CLEARED_ON_CLAIM)), condition),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise LedgerError(f"DynamoDB claim failed: {exc.response['Error']['Code']}") from exc
+            old_item: Any = exc.response.get("Item")  # the item as it stood, thanks to ALL_OLD
+            current = plain(old_item) or self.get_object(ref)
+            if current and current.get("claim_token") == token and current.get("status") == Status.RECEIVED.value:
+                # botocore re-sent our claim after DynamoDB applied it and the answer was lost: the claim is ours.
+                return Claim(True, token, None)
+            return Claim(False, token, current)
+        previous = plain(answer.get("Attributes")) or {}
+        return Claim(True, token, None, resend_approved=previous.get(RESEND_APPROVED) is True)
+
+    def record_unclaimed_state(self, ref: ObjectRef, status: Status, reason: str, **attrs: Any) -> bool:
+        """REJECTED or WAITING_FOR_TAGS, decided before any claim: only over nothing, or over a wait for tags.
+
+        Returns False when another writer got there first (the object was claimed, submitted or refused already).
+        """
+        if status not in (Status.REJECTED, Status.WAITING_FOR_TAGS):
+            raise ValueError(f"{status} is not decided before a claim")
+        e = Expression()
+        condition = (
+            f"attribute_not_exists({e.n('pk')}) OR {e.n('status')} = {e.v(Status.WAITING_FOR_TAGS.value)}"
+            f" OR {self._tags_expired(e)}"
+        )
+        return self._set_state(ref, status, reason, e, condition, attrs, remove=(TAGS_EXPIRED,))
+
+    @staticmethod
+    def _tags_expired(e: Expression) -> str:
+        """Condition: REJECTED only because its tags never came (a late tagging event still resumes it)."""
+        return f"({e.n('status')} = {e.v(Status.REJECTED.value)} AND {e.n(TAGS_EXPIRED)} = {e.v(True)})"
+
+    def record_claimed_state(self, ref: ObjectRef, token: str, status: Status, reason: str, **attrs: Any) -> bool:
+        """A state reached by the holder of a claim (FAILED, NEEDS_REVIEW, BLOCKED, PENDING_RETRY, REJECTED)."""
+        e = Expression()
+        return self._set_state(ref, status, reason, e, f"{e.n('claim_token')} = {e.v(token)}", attrs)
+
+    def mark_interrupted(self, ref: ObjectRef, reason: str) -> bool:
+        """A claim whose lease ran out (the invocation died mid-upload) → NEEDS_REVIEW: the POST may have gone out."""
+        e = Expression()
+        condition = f"{e.n('status')} = {e.v(Status.RECEIVED.value)} AND {e.n('lease_until')} < {e.v(now_iso())}"
+        # The attempt's window, from the item as it stood: claimed at its RECEIVED time, over when the lease ran out.
+        window = [
+            f"{e.n('attempt_sent_at')} = if_not_exists({e.n('attempt_sent_at')}, {e.n('status_at')})",
+            f"{e.n('attempt_ended_at')} = {e.n('lease_until')}",
+        ]
+        return self._set_state(ref, Status.NEEDS_REVIEW, reason, e, condition, {}, clauses=window)
+
+    def _set_state(
+        self,
+        ref: ObjectRef,
+        status: Status,
+        reason: str,
+        e: Expression,
+        condition: str,
+        attrs: Mapping[str, Any],
+        remove: tuple[str, ...] = (),
+        clauses: list[str] | None = None,
+    ) -> bool:
+        now = now_iso()
+        sets = e.transition(
+            status,
+            reason,
+            now,
+            {"expires_at": self._object_expiry(status), **_ref_attributes(ref), **attrs},
+            keep_first={"created_at": now},
+        ) + (clauses or [])
+        update = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(e.n(a) for a in remove) if remove else "")
+        return self._conditional_update(self._object_key(ref.object_id), e, update, condition)
+
+    def record_submission(self, ref: ObjectRef, token: str, document_id: str, job_id: str | None = None) -> None:
+        """Cobalt accepted the upload: SUBMITTED with its document id, joined to any outcome that arrived first.
+
+        Written whatever the object's state says now (a slow invocation's lease may have run out and the object been
+        marked NEEDS_REVIEW): a document id Cobalt returned is never dropped. Only the claim holder can write it.
+        """
+        now = now_iso()
+        reason = "Accepted by Cobalt; waiting for the EMR's outcome"
+        obj = Expression()
+        obj_sets = obj.transition(Status.SUBMITTED, reason, now, {"document_id": document_id, "job_id": job_id})
+        doc = Expression()
+        doc_sets = doc.assign(
+            {**_ref_attributes(ref), "document_id": document_id, "submitted_at": now},
+            keep_first={"created_at": now},
+        )
+        # Marked foreign before this submission was recorded: it is DocDrop's, keep it.
+        doc_update = "SET " + ", ".join(doc_sets) + f" REMOVE {doc.n('foreign_at')}, {doc.n('expires_at')}"
+        try:
+            self._update_object_and_document(
+                ref.object_id,
+                obj.kwargs("SET " + ", ".join(obj_sets), f"{obj.n('claim_token')} = {obj.v(token)}"),
+                document_id,
+                doc.kwargs(doc_update),
+            )
+        except ClientError as exc:
+            raise LedgerError(f"DynamoDB submission write failed: {exc.response['Error']['Code']}") from exc
+
+    # ----- Cobalt outcomes (the webhook's hot path: one call) ---------------------------------------------------
+    def record_outcome(self, event: OutcomeEvent) -> bool:
+        """Record a document outcome in one DynamoDB call. False when this event id was recorded already.
+
+        The first terminal outcome is kept (`if_not_exists`); every distinct event joins the history either way,
+        and an outcome that arrives before its submission waits on the document's item until the submission joins it.
+        """
+        now = now_iso()
+        reason = event.failure_reason if event.outcome is Status.FAILED else "Filed in the EMR"
+        e = Expression()
+        sets = e.assign(
+            {"document_id": event.document_id, "updated_at": now},
+            keep_first={
+                "outcome": event.outcome.value,
+                "outcome_reason": reason or "Cobalt reported the upload failed (no reason given)",
+                "outcome_created": event.created,
+                "outcome_at": now,
+                UNJOINED: event.outcome.value,
+                "evidence_fingerprint": event.evidence_fingerprint,
+                "created_at": now,
+                "expires_at": self._document_expiry(),
+            },
+        )
+        sets.append(
+            e.append(
+                "events",
+                {
+                    "event_id": event.event_id,
+                    "type": event.event_type,
+                    "created": event.created,
+                    "received_at": now,
+                    "attempt": event.attempt,
+                    "failure_reason": event.failure_reason,
+                    "reasons": [dict(r) for r in event.reasons] or None,
+                    "job_id": event.job_id,
+                    "access_token_reference_id": event.access_token_reference_id,
+                    "source": event.source,
+                },
+            )
+        )
+        return self._record_event_once(self._document_key(event.document_id), e, sets, event.event_id)
+
+    def _record_event_once(self, key: dict[str, Any], e: Expression, sets: list[str], event_id: str) -> bool:
+        """Apply `sets` and remember `event_id`, unless that event id was applied before: one conditional write.
+
+        Each call writes its own `last_writer` token: when botocore re-sends a write DynamoDB applied but whose answer
+        was lost, the retry fails the condition, and the token in the returned item tells it that the write was its own.
+        """
+        writer = secrets.token_hex(8)
+        ids = e.n("event_ids")
+        sets = [*sets, f"{e.n('last_writer')} = {e.v(writer)}"]
+        update = "SET " + ", ".join(sets) + f" ADD {ids} {e.v({event_id})}"
+        condition = f"attribute_not_exists({ids}) OR NOT contains({ids}, {e.v(event_id)})"
+        try:
+            self._call(
+                "update_item",
+                TableName=self._table,
+                Key=key,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **e.kwargs(update, condition),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                old: Any = exc.response.get("Item")
+                return (plain(old) or {}).get("last_writer") == writer
+            raise _failure(exc, "update") from exc
+        return True
+
+    def record_login_required(self, reference_id: str, event_id: str, created: str, message: str | None) -> bool:
+        """`access_token.login_required` for one account link, in one call; False for a repeated event id."""
+        now = now_iso()
+        e = Expression()
+        sets = e.assign(
+            {
+                "status": "LOGIN_REQUIRED",
+                "reason": "Cobalt reports the EHR login behind this access token stopped working; re-link it",
+                "status_at": now,
+                "updated_at": now,
+                "access_token_reference_id": reference_id,
+            }
+        )
+        sets.append(e.append("history", {"at": now, "event_id": event_id, "created": created, "message": message}))
+        return self._record_event_once(self._link_key(reference_id), e, sets, event_id)
+
+    def get_account_link(self, reference_id: str) -> dict[str, Any] | None:
+        return self._get(self._link_key(reference_id))
+
+    # ----- reading ----------------------------------------------------------------------------------------------
+    def get_document(self, document_id: str) -> dict[str, Any] | None:
+        return self._get(self._document_key(document_id))
+
+    def lookup(self, ref: ObjectRef) -> DocumentView | None:
+        obj = self.get_object(ref)
+        if obj is None:
+            return None
+        document = self.get_document(obj["document_id"]) if obj.get("document_id") else None
+        return _view(obj, document)
+
+    def lookup_document(self, document_id: str) -> DocumentView | None:
+        document = self.get_document(document_id)
+        if document is None:
+            return None
+        obj = self._get(self._object_key(document["object_id"])) if document.get("object_id") else None
+        return _view(obj, document)
+
+    def list_by_status(
+        self, status: Status, older_than: timedelta | None = None, limit: int = 100, newest_first: bool = False
+    ) -> list[DocumentView]:
+        """Object versions in a status, oldest first by default: one Query page per `limit` rows, never history.
+
+        An object's own item carries its status once its outcome is joined, so no other item is read per row.
+        """
+        before = datetime.now(UTC) - older_than if older_than is not None else None
+        items = self.open_items(status, before=before, limit=limit, newest_first=newest_first)
+        return [object_view(item) for item in items]
+
+    def open_items(
+        self,
+        status: Status,
+        before: datetime | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+        since: datetime | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Object items in `status` whose `status_at` is at or after `since` and at or before `before` (`by_status`)."""
+        return self._index_items(
+            "by_status", "status", "status_at", status.value, before, limit, newest_first, since=since
+        )
+
+    def unjoined_outcomes(self, outcome: Status, before: datetime) -> Iterator[dict[str, Any]]:
+        """Cobalt documents with an `outcome` not yet joined to an object, recorded at or before `before`."""
+        return self._index_items("by_unjoined_outcome", UNJOINED, "outcome_at", outcome.value, before, None, False)
+
+    def unjoined_documents(self, before: datetime) -> Iterator[dict[str, Any]]:
+        """Cobalt documents with an outcome, UPLOADED or FAILED, not yet joined to an object (`unjoined_outcomes`)."""
+        for outcome in (Status.UPLOADED, Status.FAILED):
+            yield from self.unjoined_outcomes(outcome, before)
+
+    def count_status(self, status: Status) -> tuple[int, str | None]:
+        """How many object items are in `status` and the `status_at` of the oldest: cost grows with those items only."""
+        oldest = next(self.open_items(status, limit=1), None)
+        if oldest is None:
+            return 0, None
+        kwargs = self._index_query("by_status", "status", "status_at", status.value, None, True)
+        count = 0
+        while True:
+            page = self._call("query", Select="COUNT", **kwargs)
+            count += int(page.get("Count", 0))
+            if "LastEvaluatedKey" not in page:
+                return count, str(oldest.get("status_at") or "") or None
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def get_documents(self, document_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Cobalt document items by id (BatchGetItem, 100 at a time); ids without an item are left out."""
+        found: dict[str, dict[str, Any]] = {}
+        ids = list(dict.fromkeys(document_ids))
+        for start in range(0, len(ids), 100):
+            keys = [self._document_key(i) for i in ids[start : start + 100]]
+            request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
+            while request:
+                answer = self._call("batch_get_item", RequestItems=request)
+                for raw in answer.get("Responses", {}).get(self._table, []):
+                    item = plain(raw) or {}
+                    found[str(item.get("document_id"))] = item
+                request = answer.get("UnprocessedKeys") or {}
+        return found
+
+    def _index_query(
+        self,
+        index: str,
+        hash_attr: str,
+        range_attr: str,
+        value: str,
+        before: datetime | None,
+        forward: bool,
+        since: datetime | None = None,
+    ) -> dict[str, Any]:
+        e = Expression()
+        condition = f"{e.n(hash_attr)} = {e.v(value)}"
+        low = e.v(since.isoformat(timespec="microseconds")) if since is not None else None
+        high = e.v(before.isoformat(timespec="microseconds")) if before is not None else None
+        if low and high:
+            condition += f" AND {e.n(range_attr)} BETWEEN {low} AND {high}"
+        elif high:
+            condition += f" AND {e.n(range_attr)} <= {high}"
+        elif low:
+            condition += f" AND {e.n(range_attr)} >= {low}"
+        return {
+            "TableName": self._table,
+            "IndexName": index,
+            "ScanIndexForward": forward,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeNames": e.names,
+            "ExpressionAttributeValues": item_values(e.values),
+        }
+
+    def _index_items(
+        self,
+        index: str,
+        hash_attr: str,
+        range_attr: str,
+        value: str,
+        before: datetime | None,
+        limit: int | None,
+        newest_first: bool,
+        since: datetime | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Items of one index partition, page by page; with `limit`, pages of that size and no more rows than it."""
+        kwargs = self._index_query(index, hash_attr, range_attr, value, before, not newest_first, since)
+        if limit is not None:
+            kwargs["Limit"] = limit
+        returned = 0
+        while True:
+            page = self._call("query", **kwargs)
+            for raw in page.get("Items", []):
+                found = plain(raw)
+                if found is not None:
+                    yield found
+                    returned += 1
+                    if limit is not None and returned >= limit:
+                        return
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    # ----- closing open loops (the outcome joiner and the reconciler) --------------------------------------------
+    def join_outcome(self, document: Mapping[str, Any], mark: str) -> JoinResult:
+        """Move the object a Cobalt document came from to that document's outcome, with Cobalt's reason.
+
+        One conditional UpdateItem: only a SUBMITTED or STALE object with this document id moves, or, for a submission
+        whose own write failed (`remember_submission`), the claim that sent it. `mark` names this write (a stream
+        record's sequence number, a reconciler pass): when botocore retries a write whose answer was lost, the item
+        already carries the mark, and the retry is known as its own success, not someone else's.
+        """
+        outcome = Status(document["outcome"])
+        reason = str(document.get("outcome_reason") or outcome.value)
+        now = now_iso()
+        e = Expression()
+        sets = e.transition(
+            outcome,
+            reason,
+            now,
+            {
+                "joined_mark": mark,
+                "document_id": str(document["document_id"]),
+                "outcome_created": document.get("outcome_created"),
+                "expires_at": self._object_expiry(outcome),
+            },
+        )
+        open_states = f"{e.v(Status.SUBMITTED.value)}, {e.v(Status.STALE.value)}"
+        condition = (
+            f"({e.n('document_id')} = {e.v(str(document['document_id']))} AND {e.n('status')} IN ({open_states}))"
+        )
+        if document.get("claim_token"):
+            condition += f" OR {self._unrecorded_sender(e, str(document['claim_token']))}"
+        try:
+            self._call(
+                "update_item",
+                TableName=self._table,
+                Key=self._object_key(str(document["object_id"])),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **e.kwargs("SET " + ", ".join(sets), condition),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise LedgerError(f"DynamoDB join failed: {exc.response['Error']['Code']}") from exc
+            old: Any = exc.response.get("Item")
+            current = plain(old) or {}
+            if current.get("joined_mark") == mark:
+                return JoinResult.JOINED  # our own earlier try was applied; its answer was lost
+            return JoinResult.ALREADY if current.get("status") == outcome.value else JoinResult.NOT_OPEN
+        return JoinResult.JOINED
+
+    @staticmethod
+    def _unrecorded_sender(e: Expression, token: str) -> str:
+        """Condition: the object is still held (or given up for review) by the claim whose upload Cobalt accepted."""
+        held = f"{e.v(Status.RECEIVED.value)}, {e.v(Status.NEEDS_REVIEW.value)}"
+        return f"({e.n('claim_token')} = {e.v(token)} AND {e.n('status')} IN ({held}))"
+
+    def _update_object_and_document(
+        self, object_id: str, object_update: Mapping[str, Any], document_id: str, document_update: Mapping[str, Any]
+    ) -> None:
+        """One transaction: an object version and a Cobalt document change together, or neither does."""
+        self._call(
+            "transact_write_items",
+            TransactItems=[
+                {"Update": {"TableName": self._table, "Key": self._object_key(object_id), **object_update}},
+                {"Update": {"TableName": self._table, "Key": self._document_key(document_id), **document_update}},
+            ],
+        )
+
+    def remember_submission(self, ref: ObjectRef, token: str, document_id: str, job_id: str | None) -> None:
+        """Cobalt accepted the upload but the submission could not be recorded: keep the document id durably anyway,
+        on the Cobalt document's own item, with the claim that sent it, in the `by_unjoined_outcome` index under
+        UNRECORDED, so an outcome joins it and the reconciler records the submission (`record_late_submission`)."""
+        now = now_iso()
+        e = Expression()
+        sets = e.assign(
+            {**_ref_attributes(ref), "document_id": document_id, "claim_token": token, "job_id": job_id},
+            keep_first={"submitted_at": now, "created_at": now, UNJOINED: UNRECORDED, "outcome_at": now},
+        )
+        self._conditional_update(self._document_key(document_id), e, "SET " + ", ".join(sets), "")
+
+    def unrecorded_submissions(self) -> Iterator[dict[str, Any]]:
+        """Cobalt documents whose submission `remember_submission` kept, not yet recorded on their object."""
+        return self._index_items("by_unjoined_outcome", UNJOINED, "outcome_at", UNRECORDED, None, None, False)
+
+    def record_late_submission(self, document: Mapping[str, Any]) -> bool:
+        """The object whose submission was kept by `remember_submission` becomes SUBMITTED with its document id; the
+        document leaves the UNRECORDED index. True when the object moved; False when it had moved on already."""
+        now = now_iso()
+        e = Expression()
+        sets = e.transition(
+            Status.SUBMITTED,
+            "Accepted by Cobalt (recorded late: the upload's own write failed); waiting for the EMR's outcome",
+            now,
+            {"document_id": str(document["document_id"]), "job_id": document.get("job_id")},
+        )
+        moved = self._conditional_update(
+            self._object_key(str(document["object_id"])),
+            e,
+            "SET " + ", ".join(sets),
+            self._unrecorded_sender(e, str(document["claim_token"])),
+        )
+        d = Expression()
+        self._conditional_update(
+            self._document_key(str(document["document_id"])),
+            d,
+            f"REMOVE {d.n(UNJOINED)}",
+            f"{d.n(UNJOINED)} = {d.v(UNRECORDED)}",
+        )
+        return moved
+
+    def clear_unjoined(self, document_id: str) -> None:
+        """Take a joined Cobalt document out of the `by_unjoined_outcome` index (so sweeps never read history)."""
+        e = Expression()
+        self._conditional_update(
+            self._document_key(document_id), e, f"REMOVE {e.n(UNJOINED)}", f"attribute_exists({e.n('pk')})"
+        )
+
+    def mark_foreign(self, document_id: str, expires_at: datetime) -> bool:
+        """An outcome no DocDrop object claimed within the grace period: not DocDrop's. It expires (TTL) and leaves
+        the unjoined index. True the first time only; never over a document whose submission is recorded."""
+        now = now_iso()
+        e = Expression()
+        sets = e.assign({"expires_at": int(expires_at.timestamp()), "updated_at": now}, keep_first={"foreign_at": now})
+        update = "SET " + ", ".join(sets) + f" REMOVE {e.n(UNJOINED)}"
+        try:
+            answer = self._call(
+                "update_item",
+                TableName=self._table,
+                Key=self._document_key(document_id),
+                ReturnValues="UPDATED_OLD",
+                **e.kwargs(update, f"attribute_exists({e.n('pk')}) AND attribute_not_exists({e.n('object_id')})"),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise LedgerError(f"DynamoDB update failed: {exc.response['Error']['Code']}") from exc
+        return "foreign_at" not in answer.get("Attributes", {})
+
+    def item_ref(self, item: Mapping[str, Any]) -> ObjectRef:
+        return ObjectRef(str(item["bucket"]), str(item["key"]), str(item["version_id"]))
+
+    def _transition_from(
+        self, item: Mapping[str, Any], status: Status, reason: str, attrs: Mapping[str, Any] | None = None
+    ) -> bool:
+        """Move an object item read from an index to `status`, only if nobody changed it since it was read."""
+        e = Expression()
+        condition = (
+            f"{e.n('status')} = {e.v(str(item['status']))} AND {e.n('status_at')} = {e.v(str(item['status_at']))}"
+        )
+        return self._set_state(self.item_ref(item), status, reason, e, condition, attrs or {})
+
+    def mark_stale(self, item: Mapping[str, Any], reason: str) -> bool:
+        """SUBMITTED with no outcome by the deadline → STALE (an outcome that comes later still joins it)."""
+        return self._transition_from(item, Status.STALE, reason)
+
+    def expire_tag_wait(self, item: Mapping[str, Any], reason: str) -> bool:
+        """WAITING_FOR_TAGS past its deadline → REJECTED; the version's own tags, if they come, still resume it."""
+        return self._transition_from(item, Status.REJECTED, reason, {TAGS_EXPIRED: True})
+
+    def note_dead_lettered(self, item: Mapping[str, Any], reason: str) -> bool:
+        """PENDING_RETRY whose message has used up its deliveries: it stays PENDING_RETRY (a redrive resumes it),
+        and its reason says so and how to redrive."""
+        return self._transition_from(item, Status.PENDING_RETRY, reason, {"dead_lettered_at": now_iso()})
+
+    # ----- identical documents (same file, patient and folder) -------------------------------------------------
+    def hold_fingerprint(
+        self, fingerprint: str, ref: ObjectRef, window: timedelta, force: bool = False
+    ) -> dict[str, Any] | None:
+        """Hold a keyed fingerprint of (file, patient, folder) for this object version for `window`.
+
+        Returns None when it is held for this version now; else the version that sent the same within the window.
+        `force` holds it whatever (a producer's allow_duplicate, a person's resend). One conditional UpdateItem, so two
+        identical versions racing each other cannot both pass.
+        """
+        now = datetime.now(UTC)
+        e = Expression()
+        sets = e.assign(
+            {
+                **_ref_attributes(ref),
+                "held_at": now.isoformat(timespec="microseconds"),
+                "expires_at": int((now + window + timedelta(days=1)).timestamp()),  # useless after the window
+            }
+        )
+        condition = None
+        if not force:  # (placeholders only for what the expression uses: DynamoDB refuses unused ones)
+            window_start = e.v((now - window).isoformat(timespec="microseconds"))
+            condition = (
+                f"attribute_not_exists({e.n('pk')}) OR {e.n('held_at')} < {window_start}"
+                f" OR {e.n('object_id')} = {e.v(ref.object_id)}"
+            )
+        try:
+            self._call(
+                "update_item",
+                TableName=self._table,
+                Key={"pk": {"S": f"FP#{fingerprint}"}, "sk": {"S": "FP"}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **e.kwargs("SET " + ", ".join(sets), condition),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise _failure(exc, "fingerprint write") from exc
+            old: Any = exc.response.get("Item")
+            return plain(old) or {}
+        return None
+
+    def link_review(self, review: Mapping[str, Any], document: Mapping[str, Any], reason: str, decided_by: str) -> bool:
+        """Close a NEEDS_REVIEW object as the outcome of the Cobalt document it was shown to be, in one transaction:
+        the object only as it was read, the document only if no object holds it. False when either had changed."""
+        outcome = Status(document.get("outcome") or Status.UPLOADED.value)
+        now = now_iso()
+        obj = Expression()
+        obj_sets = obj.transition(
+            outcome,
+            reason,
+            now,
+            {"document_id": str(document["document_id"]), "decided_by": decided_by, "expires_at": None},
+        )
+        obj_condition = (
+            f"{obj.n('status')} = {obj.v(Status.NEEDS_REVIEW.value)} AND "
+            f"{obj.n('status_at')} = {obj.v(str(review['status_at']))} AND "
+            f"attribute_not_exists({obj.n(RESEND_APPROVED)})"  # a person approved a resend: not for a link any more
+        )
+        ref = self.item_ref(review)
+        doc = Expression()
+        doc_sets = doc.assign({**_ref_attributes(ref), "document_id": str(document["document_id"]), "updated_at": now})
+        doc_update = (
+            "SET "
+            + ", ".join(doc_sets)
+            + " REMOVE "
+            + ", ".join(doc.n(a) for a in (UNJOINED, "foreign_at", "expires_at"))
+        )
+        doc_condition = f"attribute_not_exists({doc.n('object_id')})"
+        try:
+            self._update_object_and_document(
+                ref.object_id,
+                obj.kwargs("SET " + ", ".join(obj_sets), obj_condition),
+                str(document["document_id"]),
+                doc.kwargs(doc_update, doc_condition),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "TransactionCanceledException":
+                return False
+            raise _failure(exc, "review link") from exc
+        return True
+
+    def approve_resend(
+        self, ref: ObjectRef, reason: str, decided_by: str = "", status: Status = Status.DUPLICATE
+    ) -> bool:
+        """A person's decision: this DUPLICATE (or NEEDS_REVIEW) is to be sent after all, once, at its next event.
+
+        Only one approval holds: a second person's, at the same time, finds it approved already and gets False.
+        """
+        if status not in RESENDABLE:
+            raise ValueError(f"{status} cannot be approved for sending")
+        e = Expression()
+        condition = f"{e.n('status')} = {e.v(status.value)} AND attribute_not_exists({e.n(RESEND_APPROVED)})"
+        now = now_iso()
+        sets = e.assign({"reason": reason, RESEND_APPROVED: True, "updated_at": now, "decided_by": decided_by})
+        sets.append(e.append("history", {"at": now, "status": status.value, "reason": reason, "by": decided_by}))
+        return self._conditional_update(self._object_key(ref.object_id), e, "SET " + ", ".join(sets), condition)
+
+    def dismiss_review(self, review: Mapping[str, Any], reason: str, decided_by: str) -> bool:
+        """A person closes a review without sending: DISMISSED, with who and why; only as it was read."""
+        e = Expression()
+        read_at = e.v(str(review["status_at"]))
+        condition = (
+            f"{e.n('status')} = {e.v(Status.NEEDS_REVIEW.value)} AND {e.n('status_at')} = {read_at}"
+            f" AND attribute_not_exists({e.n(RESEND_APPROVED)})"
+        )
+        return self._set_state(
+            self.item_ref(review), Status.DISMISSED, reason, e, condition, {"decided_by": decided_by}
+        )
+
+    def get_object_by_id(self, object_id: str) -> dict[str, Any] | None:
+        return self._get(self._object_key(object_id))
+
+    # ----- one reconciler at a time, and where it stopped -------------------------------------------------------
+    def acquire_run_lease(self, name: str, owner: str, seconds: float) -> bool:
+        """A lease on a named job (e.g. the reconciler): True for exactly one owner until it expires or is released."""
+        now = datetime.now(UTC)
+        e = Expression()
+        sets = e.assign(
+            {"owner": owner, "lease_until": (now + timedelta(seconds=seconds)).isoformat(timespec="microseconds")}
+        )
+        condition = (
+            f"attribute_not_exists({e.n('pk')}) OR {e.n('lease_until')} < {e.v(now.isoformat(timespec='microseconds'))}"
+            f" OR {e.n('owner')} = {e.v(owner)}"
+        )
+        return self._conditional_update(self._run_key(name), e, "SET " + ", ".join(sets), condition)
+
+    def release_run_lease(self, name: str, owner: str, state: Mapping[str, Any]) -> None:
+        """End the lease and keep `state` (where the job stopped) for the next run."""
+        e = Expression()
+        sets = e.assign({"state": dict(state), "lease_until": "", "updated_at": now_iso()})
+        self._conditional_update(self._run_key(name), e, "SET " + ", ".join(sets), f"{e.n('owner')} = {e.v(owner)}")
+
+    def checkpoint_run(self, name: str, owner: str, state: Mapping[str, Any], seconds: float) -> bool:
+        """Keep where a leased job has got to and extend its lease; False when the lease is no longer `owner`'s."""
+        e = Expression()
+        until = (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat(timespec="microseconds")
+        sets = e.assign({"state": dict(state), "lease_until": until, "updated_at": now_iso()})
+        return self._conditional_update(
+            self._run_key(name), e, "SET " + ", ".join(sets), f"{e.n('owner')} = {e.v(owner)}"
+        )
+
+    def run_state(self, name: str) -> dict[str, Any]:
+        item = self._get(self._run_key(name)) or {}
+        state = item.get("state")
+        return dict(state) if isinstance(state, Mapping) else {}
+
+    @staticmethod
+    def _run_key(name: str) -> dict[str, Any]:
+        return {"pk": {"S": f"RUN#{name}"}, "sk": {"S": "RUN"}}
+
+
+def object_view(item: Mapping[str, Any]) -> DocumentView:
+    """An object item as shown, when its own status is all there is to show (its outcome is joined onto it)."""
+    return _view(item, None)
+
+
+def _view(obj: Mapping[str, Any] | None, document: Mapping[str, Any] | None) -> DocumentView:
+    """Join an object version and its Cobalt document: after submission, the document's outcome is the status."""
+    obj = obj or {}
+    document = document or {}
+    status = obj.get("status")
+    reason = obj.get("reason")
+    if document.get("outcome") and (
+        status in (None, Status.SUBMITTED.value, Status.STALE.value, Status.NEEDS_REVIEW.value)
+    ):
+        status, reason = document["outcome"], document.get("outcome_reason")
+    return DocumentView(
+        status=str(status or Status.SUBMITTED.value),
+        reason=reason,
+        object_id=obj.get("object_id") or document.get("object_id"),
+        bucket=obj.get("bucket") or document.get("bucket"),
+        key=obj.get("key") or document.get("key"),
+        version_id=obj.get("version_id") or document.get("version_id"),
+        document_id=obj.get("document_id") or document.get("document_id"),
+        job_id=obj.get("job_id") or None,
+        created_at=obj.get("created_at") or document.get("created_at"),
+        updated_at=max(filter(None, [obj.get("updated_at"), document.get("updated_at")]), default=None),
+        history=list(obj.get("history", [])),
+        events=list(document.get("events", [])),
+    )

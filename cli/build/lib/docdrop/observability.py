@@ -1,0 +1,67 @@
+"""The one place that builds Powertools' Logger and Metrics, and names every metric DocDrop emits.
+
+Metric dimensions are only the service name: never an MRN, key, folder or document id (promise 5).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools import Logger, Metrics
+
+NAMESPACE = "DocDrop"
+
+
+class MetricName(StrEnum):
+    OBJECTS_RECEIVED = "ObjectsReceived"
+    DOCUMENTS_SUBMITTED = "DocumentsSubmitted"
+    DOCUMENTS_REJECTED = "DocumentsRejected"
+    DOCUMENTS_WAITING_FOR_TAGS = "DocumentsWaitingForTags"
+    DOCUMENTS_RETRIED = "DocumentsRetried"
+    DOCUMENTS_NEEDS_REVIEW = "DocumentsNeedsReview"
+    DOCUMENTS_BLOCKED = "DocumentsBlocked"
+    DOCUMENTS_FAILED = "DocumentsFailed"
+    DOCUMENTS_UPLOADED = "DocumentsUploaded"
+    DUPLICATE_EVENTS = "DuplicateEvents"
+    UNVERSIONED_OBJECTS = "UnversionedObjects"
+    DOCUMENTS_DUPLICATE = "DocumentsDuplicate"
+    COBALT_LATENCY = "CobaltLatency"
+    WEBHOOK_INVALID_SIGNATURE = "WebhookInvalidSignature"
+    WEBHOOK_DEFERRED_FOR_ROTATION = "WebhookDeferredForRotation"
+    WEBHOOK_BAD_REQUEST = "WebhookBadRequest"
+    WEBHOOK_DUPLICATE = "WebhookDuplicate"
+    WEBHOOK_IGNORED_EVENT = "WebhookIgnoredEvent"
+    WEBHOOK_LEDGER_ERROR = "WebhookLedgerError"
+    LOGIN_REQUIRED = "LoginRequired"
+    OUTCOME_EVENTS_RECORDED = "OutcomeEventsRecorded"  # webhook: signed document outcomes kept (DocDrop's or not)
+    # The outcome joiner and the reconciler: open loops closed, and how many remain open for how long.
+    RECOVERED_FROM_EVENT_LOG = "RecoveredFromEventLog"
+    LATE_SUBMISSIONS = "LateSubmissionsRecorded"
+    REVIEWS_RESOLVED = "ReviewsResolvedByEvidence"
+    REVIEWS_OPEN = "ReviewsOpen"
+    EVENT_LOG_UNAVAILABLE = "EventLogUnavailable"
+    DOCUMENTS_STALE = "DocumentsStale"
+    TAG_WAITS_EXPIRED = "TagWaitsExpired"
+    INTERRUPTED_CLAIMS = "InterruptedClaims"
+    PENDING_RETRY_DEAD_LETTERED = "PendingRetryDeadLettered"
+    FOREIGN_OUTCOMES = "ForeignOutcomes"
+    OPEN_OBJECTS = "OpenObjects"
+    OLDEST_OPEN_SECONDS = "OldestOpenSeconds"
+    OPEN_SUBMITTED = "OpenSubmitted"
+    OPEN_SUBMITTED_PAST_GRACE = "OpenSubmittedPastGrace"
+    OLDEST_SUBMITTED_SECONDS = "OldestSubmittedSeconds"
+    RECONCILER_INCOMPLETE = "ReconcilerIncomplete"
+
+
+def build_logger(service: str) -> Logger:
+    from aws_lambda_powertools import Logger
+
+    return Logger(service=service)
+
+
+def build_metrics(service: str) -> Metrics:
+    from aws_lambda_powertools import Metrics
+
+    return Metrics(namespace=NAMESPACE, service=service)

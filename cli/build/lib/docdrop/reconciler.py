@@ -1,0 +1,439 @@
+"""The reconciler: every open state reaches a terminal one by its deadline, and someone is told (promise 2).
+
+One pass, on a schedule, one at a time (a lease in the ledger), inside a time budget:
+- SUBMITTED past the outcome grace: an outcome already in the ledger is joined; otherwise Cobalt's event log is read
+  (oldest first, resuming at the page it reached) and what it holds is recorded through the webhook's own ledger path,
+  de-duplicated by event id; still nothing after `stale_after`: STALE, with what to check.
+- WAITING_FOR_TAGS past the tag wait: REJECTED, naming the missing tags (the version's tags still resume it).
+- RECEIVED whose lease ran out long ago (its message will not come back): NEEDS_REVIEW, never a second upload.
+- PENDING_RETRY past the queue's retry horizon: its message is in the dead-letter queue; the reason says how to redrive.
+- Outcomes no object claimed within the grace period are not DocDrop's: never counted, left to expire.
+- A submission Cobalt accepted whose own ledger write failed (kept by the uploader on the document's item) is recorded.
+- NEEDS_REVIEW is linked to an unknown Cobalt document where the evidence is definitive (docdrop.reviews).
+Every write is conditional on the state that was read, so two passes (or a pass and a webhook) cannot collide.
+Each pass reads open items only: its cost grows with what is open, never with history.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import secrets
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Protocol
+
+from docdrop.cobalt import CobaltClient, EventLogUnavailable
+from docdrop.cobalt_events import outcome_event_from
+from docdrop.evidence import outcome_fingerprint
+from docdrop.ledger import INTERRUPTED_REASON, OPEN, OUTCOMES, DocumentLedger, JoinResult, Status, parse_moment
+from docdrop.observability import MetricName
+from docdrop.outcomes import OutcomeJoiner
+from docdrop.reviews import MARGIN_AFTER, REVIEW_HORIZON, Candidates, Window, candidates_for
+from docdrop.settings import ReconcilerSettings
+from docdrop.uploader import Deadline
+
+RUN_NAME = "reconciler"
+LEASE_MARGIN_SECONDS = 30.0
+# Time kept back at the end of a pass to record where it stopped and to release its lease.
+RESERVE_SECONDS = 5.0
+
+
+class MetricSink(Protocol):
+    def add_metric(self, name: str, unit: str, value: float) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Deadlines:
+    outcome_grace: timedelta
+    stale_after: timedelta
+    tag_wait: timedelta
+    retry_horizon: timedelta
+    foreign_retention: timedelta
+
+    @classmethod
+    def from_settings(cls, settings: ReconcilerSettings) -> Deadlines:
+        return cls(
+            outcome_grace=timedelta(minutes=settings.outcome_grace_minutes),
+            stale_after=timedelta(hours=settings.stale_after_hours),
+            tag_wait=timedelta(hours=settings.tag_wait_hours),
+            retry_horizon=timedelta(minutes=settings.retry_horizon_minutes),
+            foreign_retention=timedelta(days=settings.foreign_retention_days),
+        )
+
+    @classmethod
+    def defaults(cls) -> Deadlines:
+        """The deadlines a stack gets when no parameter changes them."""
+        return cls.from_settings(ReconcilerSettings(ledger_table="", cobalt_base_url="", cobalt_credentials_secret=""))
+
+
+@dataclasses.dataclass
+class PassReport:
+    """What one pass did, and what is still open."""
+
+    ran: bool = True
+    complete: bool = True
+    late_submissions: int = 0
+    reviews_resolved: int = 0
+    reviews_open: int = 0
+    joined_from_ledger: int = 0
+    recovered_from_event_log: int = 0
+    event_log_pages: int = 0
+    event_log_unavailable: bool = False
+    stale: int = 0
+    tag_waits_expired: int = 0
+    interrupted: int = 0
+    dead_lettered: int = 0
+    foreign: int = 0
+    open_submitted_past_grace: int = 0
+    open_objects: dict[str, int] = dataclasses.field(default_factory=dict)
+    oldest_open_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _parse(moment: str) -> datetime:
+    """A time the ledger wrote itself: unreadable is a bug, not an input to forgive."""
+    parsed = parse_moment(moment)
+    if parsed is None:
+        raise ValueError("not an ISO 8601 time")
+    return parsed
+
+
+def _hours(span: timedelta) -> str:
+    """A deadline as a person reads it: 45 s, 20 min, 24 h, 3 days."""
+    seconds = span.total_seconds()
+    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= 2 * size or (unit == "h" and seconds >= size):
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s"
+
+
+class Reconciler:
+    """Closes open loops. Collaborators are passed in; `clock` lets tests move time instead of waiting for it."""
+
+    def __init__(
+        self,
+        ledger: DocumentLedger,
+        cobalt: CobaltClient,
+        joiner: OutcomeJoiner,
+        deadlines: Deadlines,
+        *,
+        metrics: MetricSink,
+        logger: logging.Logger | Any,
+        dead_letter_queue_arn: str = "",
+        fingerprint_key: Callable[[], bytes] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        event_log_page_size: int = 100,
+    ) -> None:
+        self._ledger = ledger
+        self._cobalt = cobalt
+        self._joiner = joiner
+        self._deadlines = deadlines
+        self._metrics = metrics
+        self.logger = logger
+        self._dlq_arn = dead_letter_queue_arn
+        self._clock = clock
+        self._page_size = event_log_page_size
+        self._review_fingerprints: set[str] = set()
+        self._fingerprint_key = fingerprint_key
+
+    def run(self, deadline: Deadline) -> PassReport:
+        """One pass. A pass that finds another one running does nothing (`ran` False)."""
+        owner = secrets.token_hex(8)
+        if not self._ledger.acquire_run_lease(RUN_NAME, owner, deadline.remaining() + LEASE_MARGIN_SECONDS):
+            self.logger.info("another reconciler pass holds the lease; nothing done")
+            return PassReport(ran=False, complete=False)
+        state = self._ledger.run_state(RUN_NAME)
+        report = PassReport()
+        try:
+            steps = (
+                self._unrecorded,
+                self._submitted,
+                self._tag_waits,
+                self._interrupted,
+                self._dead_lettered,
+                self._reviews,
+                self._foreign,
+            )
+            for step in steps:
+                if deadline.remaining() < RESERVE_SECONDS:
+                    report.complete = False
+                    break
+                step(report, deadline, state, owner)
+            self._gauges(report)
+        finally:
+            self._ledger.release_run_lease(RUN_NAME, owner, state)
+        self._count(report)
+        self.logger.info("reconciler pass", extra={"report": report.to_dict()})
+        return report
+
+    # ----- submissions Cobalt accepted whose own ledger write failed ------------------------------------------------
+    def _unrecorded(self, report: PassReport, deadline: Deadline, state: dict[str, Any], owner: str) -> None:
+        for document in self._ledger.unrecorded_submissions():
+            if deadline.remaining() < RESERVE_SECONDS:
+                report.complete = False
+                return
+            if document.get("outcome"):  # the outcome came already: it closes the object directly
+                self._joiner.join(document, mark=f"reconciler:{owner}:{document['document_id']}")
+                report.late_submissions += 1
+            elif self._ledger.record_late_submission(document):
+                report.late_submissions += 1
+
+    # ----- SUBMITTED: the outcome, from the ledger or Cobalt's event log, else STALE ----------------------------------
+    def _submitted(self, report: PassReport, deadline: Deadline, state: dict[str, Any], owner: str) -> None:
+        now = self._clock()
+        grace_cutoff = now - self._deadlines.outcome_grace
+        submitted = list(self._ledger.open_items(Status.SUBMITTED))
+        wanted = {
+            str(item["document_id"]): item
+            for item in submitted
+            if item.get("document_id") and _parse(str(item["status_at"])) <= grace_cutoff
+        }
+        if not wanted:
+            return
+        # An outcome the ledger holds already (a stream record that failed for good, a late submission): join it.
+        report.joined_from_ledger += self._join_recorded(wanted, owner)
+        if wanted:
+            known = {str(item["document_id"]) for item in submitted if item.get("document_id")}
+            searched = self._search_event_log(wanted, known, state, deadline, report)
+            report.recovered_from_event_log += self._join_recorded(wanted, owner)
+        else:
+            searched = True
+        stale_cutoff = now - self._deadlines.stale_after
+        due = {i: item for i, item in wanted.items() if _parse(str(item["status_at"])) <= stale_cutoff}
+        if due and searched:
+            # Before STALE, the whole log from its first page: pages the cursor passed may hold an event logged
+            # before its submission was recorded. Rare (a day's deadline), so the full read is cheap overall.
+            searched = self._search_event_log(due, set(due), state, deadline, report, from_first_page=True)
+            joined = set(due)
+            report.recovered_from_event_log += self._join_recorded(due, owner)
+            joined -= set(due)
+            wanted = {i: item for i, item in wanted.items() if i not in joined}
+        for item in (due if searched else {}).values():
+            reason = (
+                f"Cobalt accepted the document (document id {item['document_id']}) but no outcome came in "
+                f"{_hours(self._deadlines.stale_after)}, by webhook or in Cobalt's event log: check the patient's "
+                "chart in the EMR, then resolve it; a later outcome still closes it"
+            )
+            if self._ledger.mark_stale(item, reason):
+                report.stale += 1
+        report.open_submitted_past_grace = len(wanted) - report.stale
+
+    def _join_recorded(self, wanted: dict[str, dict[str, Any]], owner: str) -> int:
+        """Join the wanted documents whose outcome is in the ledger; they leave `wanted`. Returns how many joined."""
+        joined = 0
+        for document_id, document in self._ledger.get_documents(list(wanted)).items():
+            if not document.get("outcome") or not document.get("object_id"):
+                continue
+            result = self._joiner.join(document, mark=f"reconciler:{owner}:{document_id}")
+            joined += result is JoinResult.JOINED
+            wanted.pop(document_id, None)
+        return joined
+
+    def _search_event_log(
+        self,
+        wanted: dict[str, dict[str, Any]],
+        known: set[str],
+        state: dict[str, Any],
+        deadline: Deadline,
+        report: PassReport,
+        from_first_page: bool = False,
+        reviews: Mapping[str, datetime] | None = None,
+    ) -> bool:
+        """Record the outcomes Cobalt's event log holds for open submissions. True when the whole log was read.
+
+        With `reviews` (keyed patient/folder fingerprints of open reviews, and the earliest attempt), it records instead
+        the outcomes of unknown documents with those fingerprints: candidates whose webhook was lost too. Such a search
+        keeps a cursor of its own.
+
+        Pages are read oldest first from the day before the oldest wanted submission, and the page reached is kept
+        in `state`: the next pass starts one page earlier (pages fill up at the end), not at the beginning. Events
+        are matched against every open submission, not only the overdue ones, so a page passed once is not needed
+        again for a document that becomes overdue later.
+        """
+        if reviews:
+            oldest, cursor_name = min(reviews.values()), "review_log"
+        else:
+            oldest, cursor_name = min(_parse(str(item["status_at"])) for item in wanted.values()), "event_log"
+        start: date = (oldest - timedelta(days=1)).date()  # Cobalt's days may not be UTC days
+        cursor = state.get(cursor_name)
+        if not isinstance(cursor, dict) or cursor.get("start_date") != start.isoformat():
+            cursor = {"start_date": start.isoformat(), "pages": {}}
+        state[cursor_name] = cursor
+        found: set[str] = set()
+        for event_type in OUTCOMES:
+            reached = int(cursor["pages"].get(event_type, 1))
+            page = 1 if from_first_page else max(1, reached - 1)
+            while True:
+                if deadline.remaining() < RESERVE_SECONDS + self._cobalt.timeout[0] + self._cobalt.timeout[1]:
+                    report.complete = False
+                    return False
+                try:
+                    result = self._cobalt.webhook_events(
+                        event_type=event_type, start_date=start, page=page, page_size=self._page_size
+                    )
+                except EventLogUnavailable as exc:
+                    self.logger.warning("Cobalt's event log could not be read", extra={"error": str(exc)})
+                    report.event_log_unavailable = True
+                    return False
+                report.event_log_pages += 1
+                for envelope in result.events:
+                    event = outcome_event_from(envelope, source="event_log")
+                    if event is not None and reviews:
+                        key = self._fingerprint_key
+                        fingerprint = outcome_fingerprint(key(), envelope.get("data")) if key else None
+                        if fingerprint in reviews:
+                            self._ledger.record_outcome(dataclasses.replace(event, evidence_fingerprint=fingerprint))
+                        continue
+                    if event is None or event.document_id not in known:
+                        continue
+                    self._ledger.record_outcome(event)  # False: the webhook (or an earlier pass) had it already
+                    found.add(event.document_id)
+                cursor["pages"][event_type] = max(page, reached)
+                if page >= result.total_pages:
+                    break
+                page += 1
+            if wanted and wanted.keys() <= found:
+                break
+        return True
+
+    # ----- WAITING_FOR_TAGS, RECEIVED, PENDING_RETRY ----------------------------------------------------------------
+    def _tag_waits(self, report: PassReport, deadline: Deadline, state: dict[str, Any], owner: str) -> None:
+        waited = self._deadlines.tag_wait
+        for item in self._ledger.open_items(Status.WAITING_FOR_TAGS, before=self._clock() - waited):
+            if deadline.remaining() < RESERVE_SECONDS:
+                report.complete = False
+                return
+            missing = item.get("missing_tags") or ["patient_mrn", "folder_name"]
+            reason = (
+                f"Required tags never arrived: {', '.join(map(str, missing))} (waited {_hours(waited)}). "
+                "Add them to this version's tags and it is sent; there is no need to upload the file again"
+            )
+            if self._ledger.expire_tag_wait(item, reason):
+                report.tag_waits_expired += 1
+
+    def _interrupted(self, report: PassReport, deadline: Deadline, state: dict[str, Any], owner: str) -> None:
+        now = self._clock()
+        for item in self._ledger.open_items(Status.RECEIVED, before=now - self._deadlines.outcome_grace):
+            if deadline.remaining() < RESERVE_SECONDS:
+                report.complete = False
+                return
+            if str(item.get("lease_until", "")) >= now.isoformat(timespec="microseconds"):
+                continue  # its holder may still be at work
+            if self._ledger.mark_interrupted(self._ledger.item_ref(item), INTERRUPTED_REASON):
+                report.interrupted += 1
+
+    def _dead_lettered(self, report: PassReport, deadline: Deadline, state: dict[str, Any], owner: str) -> None:
+        cutoff = self._clock() - self._deadlines.retry_horizon
+        where = f"the dead-letter queue {self._dlq_arn}" if self._dlq_arn else "the ingest dead-letter queue"
+        reason = (
+            f"Cobalt stayed unavailable for every delivery of this object's message, which is now in {where}. "
+            "Once Cobalt answers again, redrive it: aws sqs start-message-move-task --source-arn <that queue's ARN>"
+        )
+        for item in self._ledger.open_items(Status.PENDING_RETRY):
+            overdue = _parse(str(item["status_at"])) <= cutoff
+            noted = bool(item.get("dead_lettered_at")) or (overdue and self._ledger.note_dead_lettered(item, reason))
+            report.dead_lettered += noted
+
+    # ----- NEEDS_REVIEW matched to Cobalt's documents where the evidence is definitive --------------------------------
+    def _reviews(self, report: PassReport, deadline: Deadline, state: dict[str, Any], owner: str) -> None:
+        now = self._clock()
+        reviews = list(self._ledger.open_items(Status.NEEDS_REVIEW, since=now - REVIEW_HORIZON))
+        report.reviews_open = len(reviews)
+        # Documents that may be a review's stay out of the foreign sweep (and so in the unjoined index) meanwhile.
+        self._review_fingerprints = {str(r["evidence_fingerprint"]) for r in reviews if r.get("evidence_fingerprint")}
+        if not self._review_fingerprints:
+            return
+        found_all = candidates_for(reviews, self._review_documents(now))
+        lonely = self._reviews_without_candidates(found_all, now)
+        if lonely and self._fingerprint_key is not None:  # their webhooks may have been lost too: ask the log
+            self._search_event_log({}, set(), state, deadline, report, reviews=lonely)
+            found_all = candidates_for(reviews, self._review_documents(now))
+        for found in found_all:
+            if not found.unique or deadline.remaining() < RESERVE_SECONDS:
+                continue
+            review, [document] = found.review, found.documents
+            sha = self._cobalt.document_sha256(str(document["document_id"]))
+            if sha is not None and sha != review.get("sha256"):
+                self.logger.warning("a review's only candidate has other bytes: left for a person")
+                continue
+            reason = (
+                f"Matched to Cobalt document {document['document_id']}, "
+                f"{'filed in the EMR' if document.get('outcome') == Status.UPLOADED.value else 'refused by the EMR'}: "
+                "the same patient and folder, its outcome created within the attempt's window "
+                f"(+{int(MARGIN_AFTER.total_seconds() // 60)} min), the only candidate on each side"
+                + ("; the sha256 of its bytes matches" if sha else "; Cobalt did not return its bytes")
+                + (f". Cobalt: {document.get('outcome_reason')}" if document.get("outcome") == "FAILED" else "")
+            )
+            if self._ledger.link_review(review, document, reason, decided_by="reconciler (evidence)"):
+                report.reviews_resolved += 1
+                failed = document.get("outcome") == Status.FAILED.value
+                self._metrics.add_metric(
+                    MetricName.DOCUMENTS_FAILED if failed else MetricName.DOCUMENTS_UPLOADED, "Count", 1
+                )
+        report.reviews_open -= report.reviews_resolved
+
+    def _review_documents(self, now: datetime) -> list[dict[str, Any]]:
+        """Unknown documents with an open review's fingerprint: the candidates."""
+        documents = self._ledger.unjoined_documents(before=now)
+        return [d for d in documents if d.get("evidence_fingerprint") in self._review_fingerprints]
+
+    def _reviews_without_candidates(self, found: list[Candidates], now: datetime) -> dict[str, datetime]:
+        """Fingerprints (and earliest attempt) of reviews with no candidate after the outcome grace: webhook lost?"""
+        lonely: dict[str, datetime] = {}
+        for candidates in found:
+            window = Window.of(candidates.review)
+            if candidates.documents or window is None or window.end + self._deadlines.outcome_grace > now:
+                continue
+            fingerprint = str(candidates.review["evidence_fingerprint"])
+            lonely[fingerprint] = min(lonely.get(fingerprint, window.start), window.start)
+        return lonely
+
+    # ----- outcomes of documents that are not DocDrop's -------------------------------------------------------------
+    def _foreign(self, report: PassReport, deadline: Deadline, state: dict[str, Any], owner: str) -> None:
+        now = self._clock()
+        for document in self._ledger.unjoined_documents(before=now - self._deadlines.outcome_grace):
+            if deadline.remaining() < RESERVE_SECONDS:
+                report.complete = False
+                return
+            if document.get("object_id"):  # DocDrop's after all, and the stream has not joined it: join it
+                self._joiner.join(document, mark=f"reconciler:{owner}:{document['document_id']}")
+            elif document.get("evidence_fingerprint") in self._review_fingerprints:
+                continue  # it may be an open review's document: kept for the match, or for a person
+            elif self._ledger.mark_foreign(str(document["document_id"]), now + self._deadlines.foreign_retention):
+                report.foreign += 1
+
+    # ----- what is still open -------------------------------------------------------------------------------------
+    def _gauges(self, report: PassReport) -> None:
+        now = self._clock()
+        for status in sorted(OPEN):
+            count, oldest = self._ledger.count_status(status)
+            report.open_objects[status.value] = count
+            if oldest:
+                report.oldest_open_seconds[status.value] = max(0.0, (now - _parse(oldest)).total_seconds())
+
+    def _count(self, report: PassReport) -> None:
+        if not report.ran:
+            return
+        for name, value in (
+            (MetricName.RECOVERED_FROM_EVENT_LOG, report.recovered_from_event_log),
+            (MetricName.LATE_SUBMISSIONS, report.late_submissions),
+            (MetricName.REVIEWS_RESOLVED, report.reviews_resolved),
+            (MetricName.REVIEWS_OPEN, report.reviews_open),
+            (MetricName.DOCUMENTS_STALE, report.stale),
+            (MetricName.TAG_WAITS_EXPIRED, report.tag_waits_expired),
+            (MetricName.INTERRUPTED_CLAIMS, report.interrupted),
+            (MetricName.PENDING_RETRY_DEAD_LETTERED, report.dead_lettered),
+            (MetricName.FOREIGN_OUTCOMES, report.foreign),
+            (MetricName.OPEN_OBJECTS, sum(report.open_objects.values())),
+            (MetricName.OPEN_SUBMITTED, report.open_objects.get(Status.SUBMITTED.value, 0)),
+            (MetricName.OPEN_SUBMITTED_PAST_GRACE, report.open_submitted_past_grace),
+            (MetricName.EVENT_LOG_UNAVAILABLE, int(report.event_log_unavailable)),
+            (MetricName.RECONCILER_INCOMPLETE, int(not report.complete)),
+        ):
+            self._metrics.add_metric(name, "Count", value)
+        ages = report.oldest_open_seconds
+        self._metrics.add_metric(MetricName.OLDEST_OPEN_SECONDS, "Seconds", max(ages.values(), default=0.0))
+        self._metrics.add_metric(MetricName.OLDEST_SUBMITTED_SECONDS, "Seconds", ages.get(Status.SUBMITTED.value, 0.0))

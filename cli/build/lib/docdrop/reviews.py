@@ -1,0 +1,77 @@
+"""NEEDS_REVIEW resolved by evidence, only where it is definitive (promise 1: a wrong link is worse than none).
+
+An ambiguous attempt (the request left, no answer came back) keeps a keyed fingerprint of its patient and folder, the
+file's sha256 and its window (sent, gave up). A Cobalt outcome for a document DocDrop does not know carries the same
+fingerprint, computed by the webhook from its `data`. A review and a document are linked only when:
+- their fingerprints are equal;
+- the document's outcome was created inside the attempt's window, widened by MARGIN_BEFORE and MARGIN_AFTER;
+- each is the other's only candidate;
+- and, where Cobalt answers GET /v1/documents/{id}, the sha256 of its bytes is the attempt's (a mismatch vetoes).
+Everything else is left to a person (`docdrop review`), with the candidates at hand. Nothing is ever sent again here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from docdrop.ledger import parse_moment
+
+# The clock of a document's outcome event may run a little ahead of ours: a minute of slack before the attempt.
+MARGIN_BEFORE = timedelta(minutes=1)
+# Cobalt's EMR robot files a document in tens of seconds to minutes (its docs say wait up to 3): 10 minutes after.
+MARGIN_AFTER = timedelta(minutes=10)
+# Reviews older than this are a person's: no new candidate can fall inside their window any more.
+REVIEW_HORIZON = timedelta(days=7)
+
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+    start: datetime
+    end: datetime
+
+    @classmethod
+    def of(cls, review: Mapping[str, Any]) -> Window | None:
+        sent, ended = parse_moment(review.get("attempt_sent_at")), parse_moment(review.get("attempt_ended_at"))
+        if sent is None or ended is None:
+            return None
+        return cls(sent - MARGIN_BEFORE, ended + MARGIN_AFTER)
+
+    def holds(self, document: Mapping[str, Any]) -> bool:
+        created = parse_moment(document.get("outcome_created"))
+        return created is not None and self.start <= created <= self.end
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidates:
+    """A review (a NEEDS_REVIEW object item) and the unknown Cobalt documents that fit its evidence."""
+
+    review: Mapping[str, Any]
+    documents: tuple[Mapping[str, Any], ...]
+    unique: bool  # one document, which fits no other review
+    why_not: str | None  # for a person, when not unique
+
+
+def candidates_for(reviews: Iterable[Mapping[str, Any]], documents: Iterable[Mapping[str, Any]]) -> list[Candidates]:
+    """Each review with evidence, and its candidates; `unique` only when each side has exactly one."""
+    usable = [(r, w) for r in reviews if r.get("evidence_fingerprint") and (w := Window.of(r)) is not None]
+    unknown = [d for d in documents if d.get("evidence_fingerprint") and not d.get("object_id")]
+
+    def fits(review: Mapping[str, Any], window: Window, document: Mapping[str, Any]) -> bool:
+        return document["evidence_fingerprint"] == review["evidence_fingerprint"] and window.holds(document)
+
+    found: list[Candidates] = []
+    for review, window in usable:
+        matches = tuple(d for d in unknown if fits(review, window, d))
+        if not matches:
+            found.append(Candidates(review, (), False, "no document of Cobalt's fits its patient, folder and time"))
+            continue
+        if len(matches) > 1:
+            found.append(Candidates(review, matches, False, f"{len(matches)} documents fit: a person must choose"))
+            continue
+        rivals = [r for r, w in usable if r is not review and fits(r, w, matches[0])]
+        why = f"the document also fits {len(rivals)} other attempt(s)" if rivals else None
+        found.append(Candidates(review, matches, not rivals, why))
+    return found

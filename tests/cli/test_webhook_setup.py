@@ -1,0 +1,97 @@
+"""`docdrop register-webhook` and `rotate-webhook-secret` against the local stack and its Cobalt sandbox."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import pytest
+from docdrop_cli import webhook_setup
+
+from tests.cli.conftest import CliStack
+
+
+def _signing(stack: CliStack) -> dict[str, Any]:
+    secrets = stack.client("secretsmanager")
+    return dict(json.loads(secrets.get_secret_value(SecretId=stack.info.secrets["webhook_signing"])["SecretString"]))
+
+
+def test_register_webhook_run_twice_registers_the_stacks_url_once(cli_stack: CliStack) -> None:
+    stack = cli_stack
+    before = dict(stack.sandbox.webhooks)
+    assert list(before.values()) == [stack.info.webhook_url]  # the stack registered itself when it started
+    secret = _signing(stack)["current"]
+
+    for _ in range(2):
+        run = stack.docdrop("register-webhook", "--json")
+        assert run.code == 0, run.err
+        assert run.json()["action"] == "unchanged"
+    assert stack.sandbox.webhooks == before and _signing(stack)["current"] == secret
+
+    other = "https://hooks.example.test/cobalt"
+    first = stack.docdrop("register-webhook", "--url", other, "--json")
+    second = stack.docdrop("register-webhook", "--url", other, "--json")
+    try:
+        assert (first.json()["action"], second.json()["action"]) == ("registered", "unchanged")
+        assert sorted(stack.sandbox.webhooks.values()) == sorted([stack.info.webhook_url, other])
+    finally:
+        for webhook_id, url in list(stack.sandbox.webhooks.items()):
+            if url == other:
+                stack.sandbox.webhooks.pop(webhook_id)
+
+
+def test_rotate_webhook_secret_during_steady_webhook_traffic_refuses_no_delivery(
+    cli_stack: CliStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack = cli_stack
+    old = _signing(stack)["current"]
+    # The new secret reaches Secrets Manager half a second after Cobalt starts signing with it: many times the real
+    # gap, and still less than Cobalt's one retry (1 s later), which must then pass.
+    write = webhook_setup.SecretStore.write
+
+    def slow_final_write(self: webhook_setup.SecretStore, which: str, value: dict[str, Any]) -> None:
+        if "previous_expires_at" in value:
+            time.sleep(0.5)
+        write(self, which, value)
+
+    monkeypatch.setattr(webhook_setup.SecretStore, "write", slow_final_write)
+    deliveries_before = len(stack.sandbox.deliveries)
+    refs = []
+    stop = threading.Event()
+
+    def traffic() -> None:
+        n = 0
+        while not stop.is_set():
+            refs.append(stack.put(f"rotation/steady-{n:03d}.pdf"))
+            n += 1
+            time.sleep(0.05)
+
+    sender = threading.Thread(target=traffic)
+    sender.start()
+    try:
+        time.sleep(1.5)
+        run = stack.docdrop("rotate-webhook-secret", "--json")
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        sender.join()
+    assert run.code == 0, run.err
+    assert run.json()["action"] == "rotated"
+
+    stack.wait_for(lambda: all(stack.status_of(r) == "UPLOADED" for r in refs), 90, "the steady traffic")
+    deliveries = stack.sandbox.deliveries[deliveries_before:]
+    results = [d["result"] for d in deliveries if d["type"].startswith("document.")]
+    assert "401" not in results  # no delivery refused
+    assert "503" in results  # the window was hit: those deliveries passed on Cobalt's retry
+    document = _signing(stack)
+    assert document["previous"] == old and document["current"] not in (old, "")
+    assert "rotation_started_at" not in document and document["previous_expires_at"]
+
+
+def test_rotate_without_a_registered_webhook_says_to_register_first(cli_stack: CliStack) -> None:
+    run = cli_stack.docdrop("rotate-webhook-secret", "--url", "https://not-registered.example.test/hook")
+    assert run.code == 4
+    assert "is not registered with Cobalt: run docdrop register-webhook first" in run.err
+    assert "rotation_started_at" not in _signing(cli_stack)
