@@ -221,7 +221,7 @@ def test_a_delivery_signed_with_a_secret_not_stored_yet_is_retried_during_a_rota
         ).status_code
 
     now = datetime.now(UTC)
-    stored = {"current": CURRENT, "previous": ""}
+    stored: dict[str, object] = {"current": CURRENT, "previous": ""}
     assert answer({**stored, "rotation_started_at": (now - timedelta(seconds=1)).isoformat()}) == 503
     assert answer({**stored, "rotation_started_at": (now - timedelta(minutes=3)).isoformat()}) == 401
     assert answer(stored) == 401
