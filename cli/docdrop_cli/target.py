@@ -23,6 +23,20 @@ STACK_FILE = "local-stack.json"
 LOCAL_KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}  # the local stack takes any keys
 DEFAULT_COBALT_URL = "https://api.usecobalt.com/v1"
 START_LOCAL = "start it with: make demo ARGS=--keep-running"
+# The deployed stack's outputs the commands read (template.yaml must keep each; a test holds it to that).
+STACK_OUTPUTS = (
+    "LedgerTableName",
+    "InboxBucketName",
+    "WatchedPrefix",
+    "CobaltBaseUrl",
+    "CobaltCredentialsSecretArn",
+    "WebhookSigningSecretArn",
+    "ReconcilerFunctionName",
+    "IngestQueueUrl",
+    "DeadLetterQueueUrl",
+    "WebhookUrl",
+    "AlarmTopicArn",
+)
 
 
 @dataclasses.dataclass(frozen=True)

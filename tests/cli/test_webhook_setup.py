@@ -95,3 +95,45 @@ def test_rotate_without_a_registered_webhook_says_to_register_first(cli_stack: C
     assert run.code == 4
     assert "is not registered with Cobalt: run docdrop register-webhook first" in run.err
     assert "rotation_started_at" not in _signing(cli_stack)
+
+
+def test_a_deployed_stack_is_read_from_its_outputs_and_register_webhook_uses_its_cobalt_base_url(
+    cli_stack: CliStack,
+) -> None:
+    """`--stack NAME`: names, the webhook URL and Cobalt's base URL from a CloudFormation stack's outputs (moto's)."""
+    import io
+
+    import docdrop_cli.main as cli
+    import yaml
+    from docdrop_cli.target import STACK_OUTPUTS
+
+    info = cli_stack.info
+    values = {
+        "LedgerTableName": info.table,
+        "InboxBucketName": info.bucket,
+        "WatchedPrefix": info.prefix,
+        "CobaltBaseUrl": info.cobalt_base_url,
+        "CobaltCredentialsSecretArn": info.secrets["cobalt_credentials"],
+        "WebhookSigningSecretArn": info.secrets["webhook_signing"],
+        "ReconcilerFunctionName": info.functions["reconciler"],
+        "IngestQueueUrl": info.queue_url,
+        "DeadLetterQueueUrl": info.dlq_url,
+        "WebhookUrl": info.webhook_url,
+        "AlarmTopicArn": "",
+    }
+    assert set(values) == set(STACK_OUTPUTS)
+    template = {
+        "Resources": {"Marker": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {name: {"Value": value} for name, value in values.items() if value},
+    }
+    cloudformation = cli_stack.client("cloudformation")
+    cloudformation.create_stack(StackName="docdrop-deployed", TemplateBody=yaml.safe_dump(template))
+    before = dict(cli_stack.sandbox.webhooks)
+
+    out = io.StringIO()
+    assert cli.main(["register-webhook", "--stack", "docdrop-deployed", "--json"], out=out) == 0
+    assert json.loads(out.getvalue())["action"] == "unchanged"  # found at the stack's Cobalt, under its WebhookUrl
+    assert cli_stack.sandbox.webhooks == before
+    out = io.StringIO()
+    assert cli.main(["status", "--stack", "docdrop-deployed", "--json", "--limit", "3"], out=out) == 0
+    assert isinstance(json.loads(out.getvalue()), list)

@@ -268,6 +268,12 @@ def test_outputs_name_everything_an_operator_needs() -> None:
     } <= set(TEMPLATE["Outputs"])
 
 
+def test_every_output_the_operator_cli_reads_is_in_the_template() -> None:
+    from docdrop_cli.target import STACK_OUTPUTS
+
+    assert set(STACK_OUTPUTS) <= set(TEMPLATE["Outputs"])
+
+
 def test_skipped_checkov_checks_are_each_justified() -> None:
     for name, resource in RESOURCES.items():
         for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
