@@ -1,1 +1,0 @@
-"""DocDrop's domain: everything the Lambda handlers do lives here, once, with its collaborators passed in."""

@@ -1,5 +1,0 @@
-import sys
-
-from docdrop_cli.main import main
-
-sys.exit(main())
