@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from local.loopback_server import LoopbackPostServer, answer
 
 Invoke = Callable[[dict[str, Any]], Any]
 ROUTE = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations$")
@@ -18,33 +19,19 @@ class LocalLambdaApi:
     """A threaded HTTP server on 127.0.0.1: POST /2015-03-31/functions/{name}/invocations runs `functions[name]`."""
 
     def __init__(self, functions: dict[str, Invoke], port: int = 0) -> None:
-        api = self
         self.functions = functions
-
-        class RequestHandler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-            def do_POST(self) -> None:
-                api._serve(self)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), RequestHandler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="lambda-api", daemon=True)
+        self._server = LoopbackPostServer(self._serve, "lambda-api", port)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._server.base_url
 
     def start(self) -> LocalLambdaApi:
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
     def _serve(self, request: BaseHTTPRequestHandler) -> None:
         body = request.rfile.read(int(request.headers.get("content-length") or 0))
@@ -64,13 +51,4 @@ class LocalLambdaApi:
 
     @staticmethod
     def _answer(request: BaseHTTPRequestHandler, status: int, payload: Any, headers: dict[str, str]) -> None:
-        raw = json.dumps(payload).encode("utf-8")
-        try:
-            request.send_response(status)
-            for name, value in {"Content-Type": "application/json", **headers}.items():
-                request.send_header(name, value)
-            request.send_header("Content-Length", str(len(raw)))
-            request.end_headers()
-            request.wfile.write(raw)
-        except OSError:
-            pass
+        answer(request, status, {"Content-Type": "application/json", **headers}, json.dumps(payload).encode("utf-8"))

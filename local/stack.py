@@ -342,7 +342,9 @@ class LocalStack:
         self._exit.callback(stream.close)
         for handler in module.logger.handlers:
             if isinstance(handler, logging.StreamHandler):
-                handler.setStream(stream)
+                previous = handler.setStream(stream)
+                if previous is not None:  # the logger outlives the stack (logging keeps it by name): give it back
+                    self._exit.callback(handler.setStream, previous)
 
     def _set_env(self, values: dict[str, str | None]) -> None:
         for key, value in values.items():

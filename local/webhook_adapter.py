@@ -8,10 +8,11 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from local.lambda_runtime import LocalLambdaContext
+from local.loopback_server import LoopbackPostServer, answer
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 ROUTE = "/webhooks/cobalt"
@@ -60,42 +61,28 @@ class WebhookAdapter:
     """A threaded HTTP server on 127.0.0.1 that passes POST /webhooks/cobalt to `handler` and returns its answer."""
 
     def __init__(self, handler: Handler, port: int = 0, timeout_seconds: float = 4.0) -> None:
-        adapter = self
         self.handler = handler
         self.timeout_seconds = timeout_seconds
         self.invocations = 0
-
-        class RequestHandler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return  # the handler logs; request lines would add nothing and could carry query strings
-
-            def do_POST(self) -> None:
-                adapter._serve(self)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), RequestHandler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="webhook-adapter", daemon=True)
+        self._server = LoopbackPostServer(self._serve, "webhook-adapter", port)
         self._lock = threading.Lock()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}{ROUTE}"
+        return self._server.base_url + ROUTE
 
     def start(self) -> WebhookAdapter:
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
     def _serve(self, request: BaseHTTPRequestHandler) -> None:
         path, _, query = request.path.partition("?")
         body = request.rfile.read(int(request.headers.get("content-length") or 0))
         if path != ROUTE:
-            self._answer(request, 404, {"content-type": "application/json"}, b'{"message":"Not Found"}')
+            answer(request, 404, {"content-type": "application/json"}, b'{"message":"Not Found"}')
             return
         headers: dict[str, str] = {}
         for name, value in request.headers.items():
@@ -109,24 +96,11 @@ class WebhookAdapter:
         try:
             result = self.handler(event, context)
         except Exception:  # an unhandled error is API Gateway's 500, as in AWS
-            self._answer(request, 500, {"content-type": "application/json"}, b'{"message":"Internal Server Error"}')
+            answer(request, 500, {"content-type": "application/json"}, b'{"message":"Internal Server Error"}')
             return
         if time.monotonic() - started > self.timeout_seconds:  # Lambda would have been stopped: API Gateway's 503
-            self._answer(request, 503, {"content-type": "application/json"}, b'{"message":"Service Unavailable"}')
+            answer(request, 503, {"content-type": "application/json"}, b'{"message":"Service Unavailable"}')
             return
         payload = result.get("body") or ""
         raw = base64.b64decode(payload) if result.get("isBase64Encoded") else str(payload).encode("utf-8")
-        self._answer(request, int(result.get("statusCode", 200)), dict(result.get("headers") or {}), raw)
-
-    @staticmethod
-    def _answer(request: BaseHTTPRequestHandler, status: int, headers: dict[str, str], body: bytes) -> None:
-        try:
-            request.send_response(status)
-            for name, value in headers.items():
-                if name.lower() != "content-length":
-                    request.send_header(name, value)
-            request.send_header("Content-Length", str(len(body)))
-            request.end_headers()
-            request.wfile.write(body)
-        except OSError:
-            pass  # the caller gave up (a timeout)
+        answer(request, int(result.get("statusCode", 200)), dict(result.get("headers") or {}), raw)

@@ -82,13 +82,18 @@ def _cobalt_call(call: Any, *args: Any) -> Any:
         raise OperatorError(f"{exc}{hint}") from None
 
 
-def register_webhook_command(args: argparse.Namespace, out: TextIO) -> int:
-    """Exit codes: 0 registered, or already registered with its secret stored; 1 registered but no secret stored."""
+def _set_up(args: argparse.Namespace) -> tuple[SecretStore, CobaltClient, str, dict[str, Any]]:
+    """What both commands start from: the secrets, Cobalt with the stored credentials, the URL, the signing document."""
     target = resolve_target(args)
     store = SecretStore(target)
     cobalt = cobalt_for(target, store, args.cobalt_url)
     url = args.url or target.need("webhook_url", "the webhook URL (the stack's WebhookUrl output)")
-    signing = store.read("signing_secret")
+    return store, cobalt, url, store.read("signing_secret")
+
+
+def register_webhook_command(args: argparse.Namespace, out: TextIO) -> int:
+    """Exit codes: 0 registered, or already registered with its secret stored; 1 registered but no secret stored."""
+    store, cobalt, url, signing = _set_up(args)
     existing = registered(cobalt, url)
     if existing is not None:
         if signing.get("current") in (None, "", PLACEHOLDER):
@@ -114,11 +119,7 @@ def register_webhook_command(args: argparse.Namespace, out: TextIO) -> int:
 
 def rotate_webhook_secret_command(args: argparse.Namespace, out: TextIO) -> int:
     """New signing secret from Cobalt; no delivery is refused while it changes (see docdrop.webhook.ROTATION_WINDOW)."""
-    target = resolve_target(args)
-    store = SecretStore(target)
-    cobalt = cobalt_for(target, store, args.cobalt_url)
-    url = args.url or target.need("webhook_url", "the webhook URL (the stack's WebhookUrl output)")
-    signing = store.read("signing_secret")
+    store, cobalt, url, signing = _set_up(args)
     old = signing.get("current")
     if old in (None, "", PLACEHOLDER):
         raise OperatorError("no signing secret is stored yet: run docdrop register-webhook first")

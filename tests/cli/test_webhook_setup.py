@@ -47,13 +47,15 @@ def test_rotate_webhook_secret_during_steady_webhook_traffic_refuses_no_delivery
 ) -> None:
     stack = cli_stack
     old = _signing(stack)["current"]
-    # The new secret reaches Secrets Manager half a second after Cobalt starts signing with it: many times the real
-    # gap, and still less than Cobalt's one retry (1 s later), which must then pass.
+    # The new secret reaches Secrets Manager only once a delivery signed with it has come in: many times the real
+    # gap, and still before Cobalt's one retry (1 s after the first answer), which must then pass.
     write = webhook_setup.SecretStore.write
 
     def slow_final_write(self: webhook_setup.SecretStore, which: str, value: dict[str, Any]) -> None:
         if "previous_expires_at" in value:
-            time.sleep(0.5)
+            seen = len(stack.sandbox.deliveries)
+            stack.put("rotation/in-the-gap.pdf")
+            stack.wait_for(lambda: len(stack.sandbox.deliveries) > seen, 5, "a delivery in the gap")
         write(self, which, value)
 
     monkeypatch.setattr(webhook_setup.SecretStore, "write", slow_final_write)
