@@ -59,6 +59,9 @@ class FaultSettings:
     retry_after_seconds: int = 1
     http_500: float = 0.0
     http_503: float = 0.0
+    # A gateway in front of Cobalt that gave up waiting: the document is stored (and processed), the answer is 502/504.
+    http_502_after_store: float = 0.0
+    http_504_after_store: float = 0.0
     drop_connection: float = 0.0
     slow_after_accept: float = 0.0
     slow_seconds: float = 8.0
@@ -70,7 +73,15 @@ class FaultSettings:
     # A webhook fault for every upload of a file of this name, e.g. {"lost.pdf": "webhook_never_sent"}.
     webhook_fault_by_filename: dict[str, str] = dataclasses.field(default_factory=dict)
 
-    HTTP_FAULTS = ("http_429", "http_500", "http_503", "drop_connection", "slow_after_accept")
+    HTTP_FAULTS = (
+        "http_429",
+        "http_500",
+        "http_503",
+        "drop_connection",
+        "slow_after_accept",
+        "http_502_after_store",
+        "http_504_after_store",
+    )
     WEBHOOK_FAULTS = ("webhook_never_sent", "webhook_twice", "webhook_before_response", "webhook_out_of_order")
 
     @classmethod
@@ -367,6 +378,10 @@ class CobaltSandbox:
             self._process(record, hook_faults)  # the webhook goes out before the upload's answer does
         else:
             self._schedule(self.config.processing_delay_seconds, lambda: self._process(record, hook_faults))
+        if http_fault == "http_502_after_store":
+            return _error(502, "Bad Gateway")
+        if http_fault == "http_504_after_store":
+            return _error(504, "Gateway Timeout")
         delay = self.faults.slow_seconds if http_fault == "slow_after_accept" else 0.0
         return Reply(200, answer, delay_seconds=delay)
 

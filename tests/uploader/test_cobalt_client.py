@@ -46,9 +46,9 @@ FIELDS = UploadFields(patient_mrn="100001", folder_name="MedicalRecords", is_rev
         (403, {"success": False, "message": "Forbidden"}, Verdict.FAILED),
         (401, {"success": False, "message": "Invalid credentials"}, Verdict.BLOCKED),
         (429, {"success": False}, Verdict.RETRY),
-        (502, {}, Verdict.RETRY),
+        (502, {}, Verdict.AMBIGUOUS),  # a gateway that gave up: Cobalt may have stored it
         (503, {}, Verdict.RETRY),
-        (504, {}, Verdict.RETRY),
+        (504, {}, Verdict.AMBIGUOUS),
         (500, {"success": False}, Verdict.AMBIGUOUS),
         (501, {}, Verdict.AMBIGUOUS),
     ],
@@ -57,8 +57,10 @@ def test_each_answer_is_classified(status: int, body: dict[str, Any], verdict: V
     assert classify_response(status, body, {}).verdict is verdict
 
 
-def test_a_500_is_retried_only_when_configured_so() -> None:
-    assert classify_response(500, {}, {}, server_error_policy="retry").verdict is Verdict.RETRY
+@pytest.mark.parametrize("status", [500, 502, 504])
+def test_a_server_error_is_retried_only_when_configured_so(status: int) -> None:
+    assert classify_response(status, {}, {}).verdict is Verdict.AMBIGUOUS
+    assert classify_response(status, {}, {}, server_error_policy="retry").verdict is Verdict.RETRY
 
 
 def test_a_refusal_keeps_cobalts_message_and_the_job_id_is_kept_as_text() -> None:

@@ -174,8 +174,14 @@ def test_unavailable_beyond_the_invocation_returns_the_message_then_uploads_once
 
 @pytest.mark.parametrize(
     ("answer", "sent"),
-    [({"fault": "slow_after_accept"}, 1), ({"fault": "drop_connection"}, 0), ({"status": 500, "body": {}}, 0)],
-    ids=["slow-after-accept", "connection-dropped", "http-500"],
+    [
+        ({"fault": "slow_after_accept"}, 1),
+        ({"fault": "drop_connection"}, 0),
+        ({"status": 500, "body": {}}, 0),
+        ({"fault": "http_504_after_store"}, 1),
+        ({"fault": "http_502_after_store"}, 1),
+    ],
+    ids=["slow-after-accept", "connection-dropped", "http-500", "gateway-504-after-store", "gateway-502-after-store"],
 )
 def test_an_ambiguous_answer_needs_review_and_is_never_sent_again(
     uploader_stack: UploaderStack, answer: dict[str, Any], sent: int

@@ -2,11 +2,12 @@
 
 Cobalt has no idempotency key and warns against retrying anything not confirmed failed, so every answer is sorted into:
 - ACCEPTED    200 with a document id;
-- RETRY       nothing was stored: the connection was never made, 429, 502, 503, 504 (and 401 after one refresh);
+- RETRY       nothing was stored: the connection was never made, 429, 503 (and 401 after one refresh);
 - FAILED      other 4xx: Cobalt refused this document, with its message;
 - BLOCKED     403 login_required (the EHR link broke) or credentials Cobalt refuses: a person must act;
-- AMBIGUOUS   the request left and no usable answer came back (read timeout, connection lost, 500, a 200 without an id):
-              it may be in the chart, so it is never sent again automatically.
+- AMBIGUOUS   the request left and no usable answer came back (read timeout, connection lost, 500, a 200 without an id,
+              502 or 504: a gateway that gave up waiting, after Cobalt may have stored it): it may be in the chart, so
+              it is never sent again automatically (unless COBALT_SERVER_ERROR_POLICY=retry says 500/502/504 are safe).
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from requests.adapters import HTTPAdapter
 from docdrop.cobalt_events import envelope_from_log_item
 from docdrop.contract import UploadFields
 
-RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+RETRYABLE_STATUS = frozenset({429, 503})
+# A gateway's 502/504 can come after the request reached Cobalt and was stored: as ambiguous as a 500.
+SERVER_ERRORS = frozenset({500, 502, 504})
 MAX_MESSAGE_CHARS = 500
 
 
@@ -127,8 +130,8 @@ def classify_response(
             status,
             retry_after_seconds=retry_after_seconds(headers.get("Retry-After") or headers.get("retry-after")),
         )
-    if status == 500 and server_error_policy == "retry":
-        return CobaltAnswer(Verdict.RETRY, "Cobalt answered HTTP 500 (configured as safe to retry)", status)
+    if status in SERVER_ERRORS and server_error_policy == "retry":
+        return CobaltAnswer(Verdict.RETRY, f"Cobalt answered HTTP {status} (configured as safe to retry)", status)
     if 400 <= status < 500:
         return CobaltAnswer(
             Verdict.FAILED,
