@@ -113,12 +113,11 @@ def test_a_stale_local_stack_file_says_the_stack_is_not_running(cli_stack: CliSt
     assert "Traceback" not in run.stderr
 
 
-def test_docdrop_finds_the_local_stack_from_any_directory_below_it(cli_stack: CliStack) -> None:
-    below = cli_stack.state_dir.parent / "some" / "folder"
-    below.mkdir(parents=True, exist_ok=True)
-    (cli_stack.state_dir.parent / ".docdrop").mkdir(exist_ok=True)
-    link = cli_stack.state_dir.parent / ".docdrop" / "local-stack.json"
-    link.write_text((cli_stack.state_dir / "local-stack.json").read_text())
+def test_docdrop_finds_the_local_stack_from_any_directory_below_it(cli_stack: CliStack, tmp_path: Path) -> None:
+    below = tmp_path / "some" / "folder"
+    below.mkdir(parents=True)
+    (tmp_path / ".docdrop").mkdir()
+    (tmp_path / ".docdrop" / "local-stack.json").write_text((cli_stack.state_dir / "local-stack.json").read_text())
     env = {k: v for k, v in os.environ.items() if k != "DOCDROP_LOCAL"}
     run = subprocess.run(
         [sys.executable, "-m", "docdrop_cli", "status", "--json"], capture_output=True, text=True, cwd=below, env=env
