@@ -2,6 +2,7 @@
 
     python -m local.demo [--keep-running] [--cobalt-url URL] [--no-samples] [--timeout SECONDS]
                          [--reconcile-every S] [--outcome-grace S] [--stale-after S] [--tag-wait S]
+                         [--time-scale N]
 
 The reconciler's deadlines are minutes to days in AWS; the demo shortens them to seconds (the defaults below) so that
 its samples show a lost webhook recovered from Cobalt's event log and tags that never come rejected at their deadline.
@@ -303,6 +304,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-samples", action="store_true", help="start the stack without dropping samples")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the samples' outcomes")
     parser.add_argument("--state-dir", type=Path, default=STATE_DIR, help="where local-stack.json and logs go")
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="divide the wait for an unavailable Cobalt by this (60: an hour of retries is a minute)",
+    )
     for name, help_text in (
         ("reconcile-every", "seconds between reconciler passes"),
         ("outcome-grace", "seconds a submission waits for its webhook before the event log is read"),
@@ -329,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         outcome_grace_seconds=args.outcome_grace,
         stale_after_seconds=args.stale_after,
         tag_wait_seconds=args.tag_wait,
+        time_scale=args.time_scale,
     )
     print("Starting the local stack (first run installs DynamoDB Local from npm)...", flush=True)
     ok = True

@@ -13,6 +13,7 @@ from local.template import (
     function_timeout,
     load_template,
     parameter_default,
+    resolved,
     resource,
     table_create_args,
     time_to_live_attribute,
@@ -48,6 +49,21 @@ def uploader_event_source(template: dict[str, Any] | None = None) -> EventSource
         function_timeout_seconds=function_timeout(template, "UploaderFunction"),
         report_batch_item_failures="ReportBatchItemFailures" in (ingest.get("FunctionResponseTypes") or []),
     )
+
+
+def uploader_retry_environment(
+    queues: IngestQueues, time_scale: float = 1.0, template: dict[str, Any] | None = None
+) -> dict[str, str]:
+    """The uploader's retry settings as the template gives them, the steps divided by `time_scale` (60: an hour is a
+    minute), so that a day of retries can be watched locally."""
+    template = template or load_template()
+    variables = resource(template, "UploaderFunction")["Properties"]["Environment"]["Variables"]
+    steps = [float(step) / time_scale for step in str(variables["RETRY_STEPS_SECONDS"]).split(",")]
+    return {
+        "RETRY_STEPS_SECONDS": ",".join(f"{step:g}" for step in steps),
+        "INGEST_QUEUE_URL": queues.queue_url,
+        "MAX_RECEIVE_COUNT": str(queues.max_receive_count),
+    }
 
 
 def outcome_joiner_stream_source(template: dict[str, Any] | None = None) -> StreamSourceSettings:
@@ -106,7 +122,7 @@ def create_ingest_queues(sqs: Any, name_prefix: str, template: dict[str, Any] | 
     props = resource(template, "IngestQueue")["Properties"]
     attributes = _queue_attributes(props)
     redrive = props.get("RedrivePolicy") or {}
-    max_receive = int(redrive.get("maxReceiveCount", 0))
+    max_receive = int(resolved(template, redrive.get("maxReceiveCount", 0)))
     if redrive:
         attributes["RedrivePolicy"] = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive})
     queue_url = sqs.create_queue(QueueName=f"{name_prefix}-ingest", Attributes=attributes)["QueueUrl"]

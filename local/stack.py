@@ -38,6 +38,7 @@ from local.resources import (
     outcome_joiner_stream_source,
     reconciler_schedule,
     uploader_event_source,
+    uploader_retry_environment,
 )
 from local.stream_source import DynamoDBStreamSource
 from local.template import load_template
@@ -69,6 +70,9 @@ class StackOptions:
     outcome_grace_seconds: float | None = None
     stale_after_seconds: float | None = None
     tag_wait_seconds: float | None = None
+    # Divides the retry schedule's delays (and the reconciler's retry horizon): 60 turns an hour of waiting for Cobalt
+    # into a minute.
+    time_scale: float = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,7 +187,9 @@ class LocalStack:
                 "OUTCOME_GRACE_MINUTES": repr(deadlines["outcome_grace_seconds"] / 60),
                 "STALE_AFTER_HOURS": repr(deadlines["stale_after_seconds"] / 3600),
                 "TAG_WAIT_HOURS": repr(deadlines["tag_wait_seconds"] / 3600),
-                "RETRY_HORIZON_MINUTES": str(schedule.environment["RETRY_HORIZON_MINUTES"]),
+                "RETRY_HORIZON_MINUTES": repr(
+                    float(schedule.environment["RETRY_HORIZON_MINUTES"]) / options.time_scale
+                ),
                 "DEAD_LETTER_QUEUE_ARN": self.queues.dlq_arn,
             }
         )
@@ -199,6 +205,7 @@ class LocalStack:
                 "COBALT_CREDENTIALS_SECRET": credentials_secret,
                 "FINGERPRINT_KEY_SECRET": fingerprint_secret,
                 "WATCHED_PREFIX": options.prefix,
+                **uploader_retry_environment(self.queues, options.time_scale, template),
             }
         )
         self.webhook = load_handler_module("webhook")

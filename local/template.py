@@ -71,6 +71,16 @@ def parameter_default(template: dict[str, Any], name: str) -> Any:
     return template["Parameters"][name]["Default"]
 
 
+def resolved(template: dict[str, Any], value: Any) -> Any:
+    """A property value with `Ref` to a parameter (its default) and `Fn::FindInMap` worked out; anything else as is."""
+    if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in template.get("Parameters", {}):
+        return parameter_default(template, value["Ref"])
+    if isinstance(value, dict) and set(value) == {"Fn::FindInMap"}:
+        mapping, top, second = (resolved(template, part) for part in value["Fn::FindInMap"])
+        return template["Mappings"][mapping][str(top)][second]
+    return value
+
+
 def time_to_live_attribute(template: dict[str, Any], logical_id: str) -> str | None:
     spec = resource(template, logical_id)["Properties"].get("TimeToLiveSpecification") or {}
     return str(spec["AttributeName"]) if spec.get("Enabled") else None

@@ -11,6 +11,7 @@ from botocore.config import Config
 from docdrop.cobalt import CobaltClient
 from docdrop.ledger import DocumentLedger
 from docdrop.observability import build_logger, build_metrics
+from docdrop.retry_schedule import RetrySchedule
 from docdrop.secret_documents import SecretDocument
 from docdrop.settings import UploaderSettings
 from docdrop.uploader import DocumentUploader, upload_sqs_batch
@@ -46,10 +47,26 @@ uploader = DocumentUploader(
     watched_prefix=settings.watched_prefix,
     fingerprint_key=fingerprint_key.key_bytes,
     duplicate_window=timedelta(hours=settings.duplicate_window_hours),
+    retry_schedule=RetrySchedule.parse(settings.retry_steps_seconds),
+    max_receive_count=settings.max_receive_count,
 )
 executor = ThreadPoolExecutor(max_workers=settings.max_parallel_uploads, thread_name_prefix="upload")
+sqs = boto3.client("sqs", config=_AWS)
+
+
+def delay_message(receipt_handle: str, seconds: int) -> None:
+    sqs.change_message_visibility(
+        QueueUrl=settings.ingest_queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=seconds
+    )
 
 
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return upload_sqs_batch(event, context, uploader=uploader, metrics=metrics, executor=executor)
+    return upload_sqs_batch(
+        event,
+        context,
+        uploader=uploader,
+        metrics=metrics,
+        executor=executor,
+        delay_message=delay_message if settings.ingest_queue_url else None,
+    )

@@ -141,12 +141,12 @@ def test_a_pending_retry_past_the_queue_horizon_is_counted_and_says_how_to_redri
     loops.refs["down.pdf"] = ref
     claim = loops.ledger.claim(ref, lease_seconds=60)
     loops.ledger.record_claimed_state(ref, claim.token, Status.PENDING_RETRY, "Cobalt was unavailable (HTTP 503)")
-    assert loops.run(timedelta(minutes=40)).dead_lettered == 0
-    assert loops.run(timedelta(minutes=51)).dead_lettered == 1
+    assert loops.run(timedelta(minutes=65)).dead_lettered == 0  # an hour between tries is the schedule's longest wait
+    assert loops.run(timedelta(minutes=71)).dead_lettered == 1
     item = loops.ledger.get_object(ref)
     assert item["status"] == "PENDING_RETRY" and "dead-letter queue" in item["reason"]
-    assert "start-message-move-task" in item["reason"] and "ingest-dlq" in item["reason"]
-    assert loops.run(timedelta(minutes=52)).dead_lettered == 1  # still counted while it waits: the alarm holds
+    assert "docdrop redrive" in item["reason"] and "ingest-dlq" in item["reason"]
+    assert loops.run(timedelta(minutes=72)).dead_lettered == 1  # still counted while it waits: the alarm holds
     assert loops.metrics.last["PendingRetryDeadLettered"] == 1
     # A redrive delivers it again: the claim takes the dead-letter note off.
     assert loops.ledger.claim(ref, lease_seconds=60).won

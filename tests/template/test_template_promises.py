@@ -33,9 +33,10 @@ def test_visibility_timeout_is_at_least_six_times_the_uploader_timeout() -> None
     assert props("IngestQueue")["VisibilityTimeout"] >= 6 * props("UploaderFunction")["Timeout"]
 
 
-def test_ingest_queue_goes_to_the_dlq_after_five_receives_and_the_dlq_keeps_14_days() -> None:
+def test_ingest_queue_keeps_messages_longer_than_the_longest_retry_and_the_dlq_keeps_14_days() -> None:
     redrive = props("IngestQueue")["RedrivePolicy"]
-    assert redrive["maxReceiveCount"] == 5
+    longest = max(float(h) for h in TEMPLATE["Parameters"]["MaxRetryHours"]["AllowedValues"])
+    assert props("IngestQueue")["MessageRetentionPeriod"] > (longest + 2) * 3600
     assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["IngestDeadLetterQueue", "Arn"]}
     assert props("IngestDeadLetterQueue")["MessageRetentionPeriod"] == 14 * 24 * 3600
     assert props("IngestQueue")["MessageRetentionPeriod"] <= props("IngestDeadLetterQueue")["MessageRetentionPeriod"]
@@ -173,11 +174,31 @@ def test_the_reconciler_runs_on_a_schedule_one_at_a_time_with_the_deadline_param
     assert actions == {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:Query"}
 
 
-def test_a_pending_retry_is_called_dead_lettered_only_after_sqs_has_given_its_message_up() -> None:
-    queue = props("IngestQueue")
-    given_up_after_minutes = queue["VisibilityTimeout"] * queue["RedrivePolicy"]["maxReceiveCount"] / 60
+def test_a_pending_retry_is_called_dead_lettered_only_after_its_longest_wait_between_tries_has_passed() -> None:
+    from docdrop.retry_schedule import RetrySchedule
+
+    steps = props("UploaderFunction")["Environment"]["Variables"]["RETRY_STEPS_SECONDS"]
     horizon = float(props("ReconcilerFunction")["Environment"]["Variables"]["RETRY_HORIZON_MINUTES"])
-    assert horizon > given_up_after_minutes
+    assert horizon * 60 > RetrySchedule.parse(steps).longest_seconds  # each try rewrites PENDING_RETRY
+
+
+def test_max_receive_count_covers_max_retry_hours_under_the_retry_steps_for_every_allowed_value() -> None:
+    from docdrop.retry_schedule import RetrySchedule
+
+    schedule = RetrySchedule.parse(props("UploaderFunction")["Environment"]["Variables"]["RETRY_STEPS_SECONDS"])
+    receives = {"Fn::FindInMap": ["RetryReceives", {"Ref": "MaxRetryHours"}, "Receives"]}
+    assert props("IngestQueue")["RedrivePolicy"]["maxReceiveCount"] == receives
+    assert props("UploaderFunction")["Environment"]["Variables"]["MAX_RECEIVE_COUNT"] == receives
+    for hours in TEMPLATE["Parameters"]["MaxRetryHours"]["AllowedValues"]:
+        count = TEMPLATE["Mappings"]["RetryReceives"][hours]["Receives"]
+        assert count == schedule.receives_for(float(hours))
+        assert float(hours) * 3600 <= schedule.total_seconds(count) < float(hours) * 3600 + 3600
+
+
+def test_the_uploader_may_hold_back_only_its_own_queues_messages() -> None:
+    statements = [s for s in _statements("UploaderFunction") if "sqs:ChangeMessageVisibility" in s["Action"]]
+    assert [s["Resource"] for s in statements] == [{"Fn::GetAtt": ["IngestQueue", "Arn"]}]
+    assert props("UploaderFunction")["Environment"]["Variables"]["INGEST_QUEUE_URL"] == {"Ref": "IngestQueue"}
 
 
 def test_open_loops_have_alarms_and_a_dashboard_row() -> None:

@@ -329,8 +329,9 @@ class Reconciler:
         cutoff = self._clock() - self._deadlines.retry_horizon
         where = f"the dead-letter queue {self._dlq_arn}" if self._dlq_arn else "the ingest dead-letter queue"
         reason = (
-            f"Cobalt stayed unavailable for every delivery of this object's message, which is now in {where}. "
-            "Once Cobalt answers again, redrive it: aws sqs start-message-move-task --source-arn <that queue's ARN>"
+            f"Cobalt stayed unavailable for MaxRetryHours, every try of this object's message; it is now in {where}. "
+            "Once Cobalt answers again, redrive it: docdrop redrive (or aws sqs start-message-move-task --source-arn "
+            "<that queue's ARN>)"
         )
         for item in self._ledger.open_items(Status.PENDING_RETRY):
             overdue = _parse(str(item["status_at"])) <= cutoff

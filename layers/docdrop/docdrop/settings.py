@@ -51,6 +51,10 @@ class UploaderSettings:
     # Secrets Manager name or ARN: {"key": ...}, the per-stack key of the patient/folder/file fingerprints.
     fingerprint_key_secret: str = ""
     duplicate_window_hours: float = 24.0
+    # Cobalt unavailable: the queue's delays (docdrop.retry_schedule), set as the message's visibility on the way out.
+    retry_steps_seconds: str = ""
+    ingest_queue_url: str = ""
+    max_receive_count: int = 0  # the queue's; on that receive the reason says the message goes to the DLQ next
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> UploaderSettings:
@@ -61,6 +65,9 @@ class UploaderSettings:
             ("max_parallel_uploads", "MAX_PARALLEL_UPLOADS", int),
             ("server_error_policy", "COBALT_SERVER_ERROR_POLICY", str),
             ("duplicate_window_hours", "DUPLICATE_WINDOW_HOURS", float),
+            ("retry_steps_seconds", "RETRY_STEPS_SECONDS", str),
+            ("ingest_queue_url", "INGEST_QUEUE_URL", str),
+            ("max_receive_count", "MAX_RECEIVE_COUNT", int),
         ):
             if env.get(name):
                 optional[field] = kind(env[name])
@@ -103,7 +110,7 @@ class ReconcilerSettings:
     stale_after_hours: float = 24.0
     tag_wait_hours: float = 72.0
     # SQS gives up on a message after visibility timeout x maxReceiveCount; past this, a PENDING_RETRY is in the DLQ.
-    retry_horizon_minutes: float = 50.0
+    retry_horizon_minutes: float = 70.0  # the longest wait between tries (60 min), and a margin
     foreign_retention_days: float = 7.0
     dead_letter_queue_arn: str = ""
     fingerprint_key_secret: str = ""  # optional: reviews are then matched to webhooks only, not to the event log

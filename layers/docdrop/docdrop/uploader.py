@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
+import math
 import posixpath
 import time
 from collections.abc import Callable, Iterator
@@ -38,6 +39,7 @@ from docdrop.ledger import (
     now_iso,
 )
 from docdrop.observability import MetricName
+from docdrop.retry_schedule import RetrySchedule
 from docdrop.s3_events import ObjectEvent, UnreadableMessage, parse_s3_notifications
 
 # A claim outlives the invocation that holds it by this much; past it, the holder is known dead (see mark_interrupted).
@@ -89,6 +91,7 @@ class ObjectResult:
     status: Status | None  # None: this event recorded nothing (not a document, or another writer got there first)
     retry_later: bool = False
     metrics: tuple[Metric, ...] = ()
+    retry_in_seconds: int | None = None  # Cobalt unavailable: the queue's delay before the message is received again
 
 
 @dataclasses.dataclass
@@ -126,10 +129,12 @@ class DocumentUploader:
         *,
         logger: logging.Logger | Any,
         watched_prefix: str = "",
-        max_attempts: int = 4,
+        max_attempts: int = 2,  # one quick retry for a blip; an outage is waited out in the queue
         sleep: Callable[[float], None] = time.sleep,
         fingerprint_key: Callable[[], bytes] | None = None,
         duplicate_window: timedelta = timedelta(hours=24),
+        retry_schedule: RetrySchedule | None = None,
+        max_receive_count: int = 0,
     ) -> None:
         self._ledger = ledger
         self._s3 = s3
@@ -140,9 +145,12 @@ class DocumentUploader:
         self._sleep = sleep
         self._fingerprint_key = fingerprint_key
         self._duplicate_window = duplicate_window
+        self._retry_schedule = retry_schedule or RetrySchedule()
+        self._max_receive_count = max_receive_count
 
     # ----- one object event ---------------------------------------------------------------------------------------
-    def process(self, event: ObjectEvent, deadline: Deadline) -> ObjectResult:
+    def process(self, event: ObjectEvent, deadline: Deadline, receive_count: int = 1) -> ObjectResult:
+        """One object event; `receive_count` is its SQS message's `ApproximateReceiveCount` (the retry schedule)."""
         if event.is_folder_placeholder or not event.key.startswith(self._prefix):
             self.logger.info("not a document under the watched prefix; skipped", extra={"event": event.event_name})
             return ObjectResult(None, None)
@@ -198,7 +206,7 @@ class DocumentUploader:
         if duplicate is not None:
             return duplicate
         filename = posixpath.basename(ref.key) or "document" + EXTENSIONS[content_type]
-        return self._send(ref, claim.token, decision.fields, filename, content_type, content, deadline)
+        return self._send(ref, claim.token, decision.fields, filename, content_type, content, deadline, receive_count)
 
     # ----- the same page twice ------------------------------------------------------------------------------------
     def _identical_one_sent(self, ref: ObjectRef, claim: Claim, decision: Accepted, digest: str) -> ObjectResult | None:
@@ -354,6 +362,7 @@ class DocumentUploader:
         content_type: str,
         content: bytes,
         deadline: Deadline,
+        receive_count: int = 1,
     ) -> ObjectResult:
         metrics: list[Metric] = [_RECEIVED]
         attempt = 0
@@ -380,10 +389,34 @@ class DocumentUploader:
             attempt += 1
             metrics.append(_count(MetricName.DOCUMENTS_RETRIED))
             if attempt >= self._max_attempts or deadline.remaining() < delay + self._attempt_floor():
-                self._record(ref, token, Status.PENDING_RETRY, answer.reason + "; SQS will deliver it again")
-                return ObjectResult(ref.object_id, Status.PENDING_RETRY, retry_later=True, metrics=tuple(metrics))
+                return self._retry_later(ref, token, answer, receive_count, metrics)
             self._sleep(delay)
         return self._settle_answer(ref, token, answer, metrics, sent_at)
+
+    def _retry_later(
+        self, ref: ObjectRef, token: str, answer: CobaltAnswer, receive_count: int, metrics: list[Metric]
+    ) -> ObjectResult:
+        """PENDING_RETRY with the attempt count and the next attempt's time; the message waits in the queue."""
+        delay = max(self._retry_schedule.delay_after(receive_count), math.ceil(answer.retry_after_seconds or 0))
+        next_at = datetime.now(UTC) + timedelta(seconds=delay)
+        if self._max_receive_count and receive_count >= self._max_receive_count:
+            then = (
+                "this was its last try: its message goes to the dead-letter queue next; "
+                "once Cobalt answers again, run docdrop redrive"
+            )
+        else:
+            then = f"tried again at {next_at:%Y-%m-%d %H:%M:%S} UTC"
+        self._record(
+            ref,
+            token,
+            Status.PENDING_RETRY,
+            f"{answer.reason}; attempt {receive_count}, {then}",
+            retry_attempts=receive_count,
+            next_attempt_at=next_at.isoformat(timespec="seconds"),
+        )
+        return ObjectResult(
+            ref.object_id, Status.PENDING_RETRY, retry_later=True, metrics=tuple(metrics), retry_in_seconds=delay
+        )
 
     def _settle_answer(
         self, ref: ObjectRef, token: str, answer: CobaltAnswer, metrics: list[Metric], sent_at: str
@@ -455,11 +488,18 @@ def _closing(body: Any) -> Iterator[None]:
 
 # ----- a batch of SQS messages ----------------------------------------------------------------------------------------
 def upload_sqs_batch(
-    event: dict[str, Any], context: Any, *, uploader: DocumentUploader, metrics: MetricSink, executor: Executor
+    event: dict[str, Any],
+    context: Any,
+    *,
+    uploader: DocumentUploader,
+    metrics: MetricSink,
+    executor: Executor,
+    delay_message: Callable[[str, int], None] | None = None,
 ) -> dict[str, Any]:
     """Process one SQS batch: objects in parallel (bounded by `executor`), partial failures reported to SQS.
 
     Powertools' AsyncBatchProcessor builds the partial-batch response; the blocking work runs on `executor`'s threads.
+    `delay_message(receipt_handle, seconds)` holds back a message whose documents wait for Cobalt (the retry schedule).
     """
     from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor, EventType, async_process_partial_response
 
@@ -483,10 +523,11 @@ def upload_sqs_batch(
                 extra={"error": type(outcome).__name__, "error_code": code},
             )
 
-    def start(event: ObjectEvent) -> asyncio.Future[ObjectResult]:
+    def start(event: ObjectEvent, receive_count: int) -> asyncio.Future[ObjectResult]:
         key = (event.bucket, event.key, event.identity)
         if key not in tasks:
-            task = asyncio.get_running_loop().run_in_executor(executor, uploader.process, event, deadline)
+            loop = asyncio.get_running_loop()
+            task = loop.run_in_executor(executor, uploader.process, event, deadline, receive_count)
             task.add_done_callback(settle)
             tasks[key] = task
         return tasks[key]
@@ -497,8 +538,17 @@ def upload_sqs_batch(
         except UnreadableMessage as exc:  # after maxReceiveCount it lands in the DLQ, whose alarm a person sees
             uploader.logger.warning("message is not an S3 notification", extra={"message_id": record.message_id})
             raise RetryLater(str(exc)) from None
-        outcomes = await asyncio.gather(*(start(e) for e in events), return_exceptions=True)
+        receive_count = int(record.attributes.approximate_receive_count or 1)
+        outcomes = await asyncio.gather(*(start(e, receive_count) for e in events), return_exceptions=True)
         if any(not isinstance(o, ObjectResult) or o.retry_later for o in outcomes):
+            delays = [o.retry_in_seconds for o in outcomes if isinstance(o, ObjectResult) and o.retry_in_seconds]
+            if delays and delay_message is not None:
+                try:
+                    await asyncio.get_running_loop().run_in_executor(
+                        executor, delay_message, record.receipt_handle, max(delays)
+                    )
+                except Exception as exc:  # the queue's own visibility timeout applies instead: sooner, never lost
+                    uploader.logger.warning("could not delay the message", extra={"error": type(exc).__name__})
             raise RetryLater("at least one object in this message must be tried again")
         return len(events)
 
