@@ -59,7 +59,13 @@ def uploader_retry_environment(
     template = template or load_template()
     variables = resource(template, "UploaderFunction")["Properties"]["Environment"]["Variables"]
     steps = [float(step) / time_scale for step in str(variables["RETRY_STEPS_SECONDS"]).split(",")]
+    breaker = {
+        name: f"{float(variables[name]) / time_scale:g}"
+        for name in ("BREAKER_WINDOW_SECONDS", "BREAKER_COOL_DOWN_SECONDS")
+    }
     return {
+        **breaker,
+        "BREAKER_FAILURES": str(variables["BREAKER_FAILURES"]),
         "RETRY_STEPS_SECONDS": ",".join(f"{step:g}" for step in steps),
         "INGEST_QUEUE_URL": queues.queue_url,
         "MAX_RECEIVE_COUNT": str(queues.max_receive_count),

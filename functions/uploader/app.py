@@ -8,6 +8,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from docdrop.breaker import BreakerSettings, CobaltBreaker
 from docdrop.cobalt import CobaltClient
 from docdrop.ledger import DocumentLedger
 from docdrop.observability import build_logger, build_metrics
@@ -32,8 +33,18 @@ credentials = SecretDocument(
 fingerprint_key = SecretDocument(
     settings.fingerprint_key_secret, settings.secret_max_age_seconds, boto3.client("secretsmanager", config=_AWS)
 )
+ledger = DocumentLedger(boto3.client("dynamodb", config=_AWS), settings.ledger_table, settings.record_retention_days)
+breaker = CobaltBreaker(
+    ledger,
+    BreakerSettings(
+        failures=settings.breaker_failures,
+        window=timedelta(seconds=settings.breaker_window_seconds),
+        cool_down=timedelta(seconds=settings.breaker_cool_down_seconds),
+        max_cool_down=timedelta(seconds=settings.breaker_cool_down_seconds * 16),
+    ),
+)
 uploader = DocumentUploader(
-    DocumentLedger(boto3.client("dynamodb", config=_AWS), settings.ledger_table, settings.record_retention_days),
+    ledger,
     boto3.client("s3", config=_AWS),
     CobaltClient(
         settings.cobalt_base_url,
@@ -49,6 +60,7 @@ uploader = DocumentUploader(
     duplicate_window=timedelta(hours=settings.duplicate_window_hours),
     retry_schedule=RetrySchedule.parse(settings.retry_steps_seconds),
     max_receive_count=settings.max_receive_count,
+    breaker=breaker,
 )
 executor = ThreadPoolExecutor(max_workers=settings.max_parallel_uploads, thread_name_prefix="upload")
 sqs = boto3.client("sqs", config=_AWS)

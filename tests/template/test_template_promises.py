@@ -313,3 +313,15 @@ def test_the_code_defaults_of_the_deadlines_are_the_templates_parameter_defaults
     assert defaults.foreign_retention == timedelta(days=parameters["ForeignRetentionDays"]["Default"])
     horizon = props("ReconcilerFunction")["Environment"]["Variables"]["RETRY_HORIZON_MINUTES"]
     assert defaults.retry_horizon == timedelta(minutes=float(horizon))
+
+
+def test_an_alarm_fires_when_the_breaker_on_cobalt_stays_open_longer_than_the_parameter() -> None:
+    alarm = props("CobaltCircuitOpenAlarm")
+    assert (alarm["MetricName"], alarm["Dimensions"]) == (
+        "CobaltCircuitOpenSeconds",
+        [{"Name": "service", "Value": "reconciler"}],
+    )
+    assert alarm["Threshold"] == {"Ref": "CobaltDownAlarmSeconds"}
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    dashboard = str(props("Dashboard")["DashboardBody"])
+    assert "CobaltCircuitOpenSeconds" in dashboard and "CobaltCallsDeferred" in dashboard

@@ -6,6 +6,7 @@ Uploads are counted in the sandbox (`/_sandbox/documents`), which is what "at mo
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime
 from typing import Any
 
@@ -321,10 +322,16 @@ def test_no_log_line_or_metric_of_a_run_carries_an_mrn_notes_or_object_key(
 
 
 def _throttled_once(stack: UploaderStack, monkeypatch: pytest.MonkeyPatch, retry_after: int) -> list[float]:
-    """Cobalt answers the next upload 429 with `Retry-After`; returns the uploader's sleeps, recorded, not slept."""
+    """Cobalt answers the next upload 429 with `Retry-After`; returns the uploader's sleeps (slept: the breaker shared
+    by every invocation holds uploads back until the Retry-After has passed)."""
     stack.sandbox.set_faults(FaultSettings(script=[{"fault": "http_429"}], retry_after_seconds=retry_after))
     sleeps: list[float] = []
-    monkeypatch.setattr(stack.module.uploader, "_sleep", sleeps.append)
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        time.sleep(seconds)
+
+    monkeypatch.setattr(stack.module.uploader, "_sleep", sleep)
     return sleeps
 
 

@@ -7,6 +7,8 @@ Item types (one table, keys `pk`/`sk`):
   (`outcome`/`outcome_at` feed the `by_outcome` index), every event received, the event ids seen, and (once the
   submission is recorded) the object it came from. Webhooks know only the document id, so they write here, in one call.
 - account link    `pk=TOKEN#<reference>`   `sk=TOKEN`  — `access_token.login_required` and its history.
+- breaker         `pk=BREAKER#<account>`  `sk=BREAKER` — Cobalt's circuit breaker, shared by every uploader
+  (`docdrop.breaker`): consecutive unavailable answers, open until, the probe's lease, a Retry-After hold.
 
 An object's effective status is its own until it is SUBMITTED, then the Cobalt document's outcome once one arrived.
 """
@@ -18,6 +20,7 @@ import hashlib
 import secrets
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -907,6 +910,108 @@ class DocumentLedger:
         item = self._get(self._run_key(name)) or {}
         state = item.get("state")
         return dict(state) if isinstance(state, Mapping) else {}
+
+    # ----- Cobalt's circuit breaker (docdrop.breaker) -------------------------------------------------------------
+    @staticmethod
+    def _breaker_key(account: str) -> dict[str, Any]:
+        return {"pk": {"S": f"BREAKER#{account}"}, "sk": {"S": "BREAKER"}}
+
+    def breaker_state(self, account: str) -> dict[str, Any]:
+        return self._get(self._breaker_key(account)) or {}
+
+    def record_breaker_failure(
+        self,
+        account: str,
+        now: datetime,
+        *,
+        window: timedelta,
+        threshold: int,
+        cool_down: timedelta,
+        hold_until: datetime | None,
+    ) -> dict[str, Any]:
+        """One unavailable answer: counted (afresh when the last was longer than `window` ago); at `threshold` the
+        breaker opens for `cool_down`. Two small updates, their races harmless: a count off by one opens it a call
+        later or sooner."""
+        moment = now.isoformat(timespec="microseconds")
+        e = Expression()
+        stale = (now - window).isoformat(timespec="microseconds")
+        update = (
+            f"SET {e.n('failures')} = if_not_exists({e.n('failures')}, {e.v(0)}) + {e.v(1)}, "
+            f"{e.n('last_failure_at')} = {e.v(moment)}"
+        )
+        if hold_until is not None:
+            update += f", {e.n('hold_until')} = {e.v(hold_until.isoformat(timespec='microseconds'))}"
+        condition = f"attribute_not_exists({e.n('last_failure_at')}) OR {e.n('last_failure_at')} >= {e.v(stale)}"
+        try:
+            answer = self._call(
+                "update_item",
+                TableName=self._table,
+                Key=self._breaker_key(account),
+                ReturnValues="ALL_NEW",
+                **e.kwargs(update, condition),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise _failure(exc, "update") from exc
+            e = Expression()  # the last failure is older than the window: count from one again
+            sets = e.assign({"failures": 1, "last_failure_at": moment})
+            if hold_until is not None:
+                sets += e.assign({"hold_until": hold_until.isoformat(timespec="microseconds")})
+            answer = self._call(
+                "update_item",
+                TableName=self._table,
+                Key=self._breaker_key(account),
+                ReturnValues="ALL_NEW",
+                **e.kwargs("SET " + ", ".join(sets)),
+            )
+        state = plain(answer.get("Attributes")) or {}
+        if int(state.get("failures") or 0) >= threshold:
+            e = Expression()
+            sets = e.assign(
+                {
+                    "open_until": (now + cool_down).isoformat(timespec="microseconds"),
+                    "cool_down_seconds": Decimal(str(cool_down.total_seconds())),
+                },
+                keep_first={"opened_at": moment},
+            )
+            answer = self._call(
+                "update_item",
+                TableName=self._table,
+                Key=self._breaker_key(account),
+                ReturnValues="ALL_NEW",
+                **e.kwargs("SET " + ", ".join(sets)),
+            )
+            state = plain(answer.get("Attributes")) or state
+        return state
+
+    def take_breaker_probe(self, account: str, now: datetime, lease_until: datetime) -> bool:
+        """The one probe after a cool-down: True for exactly one caller until `lease_until`."""
+        e = Expression()
+        sets = e.assign({"probe_until": lease_until.isoformat(timespec="microseconds")})
+        condition = (
+            f"attribute_not_exists({e.n('probe_until')}) OR "
+            f"{e.n('probe_until')} < {e.v(now.isoformat(timespec='microseconds'))}"
+        )
+        return self._conditional_update(self._breaker_key(account), e, "SET " + ", ".join(sets), condition)
+
+    def close_breaker(self, account: str) -> None:
+        """Cobalt answered: the breaker forgets its failures (an UpdateItem: the uploader may not delete items)."""
+        e = Expression()
+        names = (
+            "failures",
+            "last_failure_at",
+            "open_until",
+            "opened_at",
+            "probe_until",
+            "hold_until",
+            "cool_down_seconds",
+        )
+        self._call(
+            "update_item",
+            TableName=self._table,
+            Key=self._breaker_key(account),
+            **e.kwargs("REMOVE " + ", ".join(e.n(name) for name in names)),
+        )
 
     @staticmethod
     def _run_key(name: str) -> dict[str, Any]:

@@ -88,6 +88,9 @@ class PassReport:
     open_submitted_past_grace: int = 0
     open_objects: dict[str, int] = dataclasses.field(default_factory=dict)
     oldest_open_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+    cobalt_circuit_open_seconds: float = (
+        0.0  # how long the uploaders' breaker on Cobalt has been open (docdrop.breaker)
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -414,6 +417,9 @@ class Reconciler:
             report.open_objects[status.value] = count
             if oldest:
                 report.oldest_open_seconds[status.value] = max(0.0, (now - _parse(oldest)).total_seconds())
+        breaker = self._ledger.breaker_state("default")
+        opened = parse_moment(breaker.get("opened_at")) if breaker.get("open_until") else None
+        report.cobalt_circuit_open_seconds = max(0.0, (now - opened).total_seconds()) if opened else 0.0
 
     def _count(self, report: PassReport) -> None:
         if not report.ran:
@@ -435,6 +441,8 @@ class Reconciler:
             (MetricName.RECONCILER_INCOMPLETE, int(not report.complete)),
         ):
             self._metrics.add_metric(name, "Count", value)
+        circuit = report.cobalt_circuit_open_seconds
+        self._metrics.add_metric(MetricName.COBALT_CIRCUIT_OPEN_SECONDS, "Seconds", circuit)
         ages = report.oldest_open_seconds
         self._metrics.add_metric(MetricName.OLDEST_OPEN_SECONDS, "Seconds", max(ages.values(), default=0.0))
         self._metrics.add_metric(MetricName.OLDEST_SUBMITTED_SECONDS, "Seconds", ages.get(Status.SUBMITTED.value, 0.0))

@@ -55,6 +55,10 @@ class UploaderSettings:
     retry_steps_seconds: str = ""
     ingest_queue_url: str = ""
     max_receive_count: int = 0  # the queue's; on that receive the reason says the message goes to the DLQ next
+    # The breaker on Cobalt (docdrop.breaker): this many unavailable answers within the window open it.
+    breaker_failures: int = 5
+    breaker_window_seconds: float = 60.0
+    breaker_cool_down_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> UploaderSettings:
@@ -68,6 +72,9 @@ class UploaderSettings:
             ("retry_steps_seconds", "RETRY_STEPS_SECONDS", str),
             ("ingest_queue_url", "INGEST_QUEUE_URL", str),
             ("max_receive_count", "MAX_RECEIVE_COUNT", int),
+            ("breaker_failures", "BREAKER_FAILURES", int),
+            ("breaker_window_seconds", "BREAKER_WINDOW_SECONDS", float),
+            ("breaker_cool_down_seconds", "BREAKER_COOL_DOWN_SECONDS", float),
         ):
             if env.get(name):
                 optional[field] = kind(env[name])

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
+from docdrop.breaker import CobaltBreaker, Permission
 from docdrop.cobalt import CobaltAnswer, CobaltClient, Verdict, backoff_seconds
 from docdrop.contract import Accepted, Refused, UploadFields, read_contract
 from docdrop.evidence import document_fingerprint, patient_folder_fingerprint
@@ -135,6 +136,7 @@ class DocumentUploader:
         duplicate_window: timedelta = timedelta(hours=24),
         retry_schedule: RetrySchedule | None = None,
         max_receive_count: int = 0,
+        breaker: CobaltBreaker | None = None,
     ) -> None:
         self._ledger = ledger
         self._s3 = s3
@@ -147,6 +149,7 @@ class DocumentUploader:
         self._duplicate_window = duplicate_window
         self._retry_schedule = retry_schedule or RetrySchedule()
         self._max_receive_count = max_receive_count
+        self._breaker = breaker
 
     # ----- one object event ---------------------------------------------------------------------------------------
     def process(self, event: ObjectEvent, deadline: Deadline, receive_count: int = 1) -> ObjectResult:
@@ -367,10 +370,19 @@ class DocumentUploader:
         metrics: list[Metric] = [_RECEIVED]
         attempt = 0
         while True:
+            permission = self._breaker.before_call() if self._breaker is not None else Permission()
+            if permission.defer_seconds > 0:  # Cobalt is down or asked to wait: not called, the queue holds it
+                metrics.append(_count(MetricName.COBALT_CALLS_DEFERRED))
+                return self._retry_later(
+                    ref, token, permission.reason, receive_count, metrics, at_least=permission.defer_seconds
+                )
             # The read timeout never outlasts the invocation: an answer that cannot come in time is recorded by us.
             budget = deadline.remaining() - RECORD_MARGIN_SECONDS - self._cobalt.timeout[0]
             sent_at = now_iso()
             answer = self._cobalt.upload_document(fields, filename, content_type, content, timeout=budget)
+            if self._breaker is not None and answer.status_code != 401:
+                throttled = answer.retry_after_seconds if answer.status_code == 429 else None
+                self._breaker.after_call(answer.verdict is Verdict.RETRY, throttled, probe=permission.probe)
             metrics.append((MetricName.COBALT_LATENCY, "Milliseconds", round(answer.elapsed_seconds * 1000, 1)))
             self.logger.info(
                 "cobalt answered",
@@ -389,15 +401,23 @@ class DocumentUploader:
             attempt += 1
             metrics.append(_count(MetricName.DOCUMENTS_RETRIED))
             if attempt >= self._max_attempts or deadline.remaining() < delay + self._attempt_floor():
-                return self._retry_later(ref, token, answer, receive_count, metrics)
+                return self._retry_later(
+                    ref, token, answer.reason, receive_count, metrics, at_least=answer.retry_after_seconds or 0
+                )
             self._sleep(delay)
         return self._settle_answer(ref, token, answer, metrics, sent_at)
 
     def _retry_later(
-        self, ref: ObjectRef, token: str, answer: CobaltAnswer, receive_count: int, metrics: list[Metric]
+        self,
+        ref: ObjectRef,
+        token: str,
+        reason: str,
+        receive_count: int,
+        metrics: list[Metric],
+        at_least: float = 0.0,
     ) -> ObjectResult:
         """PENDING_RETRY with the attempt count and the next attempt's time; the message waits in the queue."""
-        delay = max(self._retry_schedule.delay_after(receive_count), math.ceil(answer.retry_after_seconds or 0))
+        delay = max(self._retry_schedule.delay_after(receive_count), math.ceil(at_least))
         next_at = datetime.now(UTC) + timedelta(seconds=delay)
         if self._max_receive_count and receive_count >= self._max_receive_count:
             then = (
@@ -410,7 +430,7 @@ class DocumentUploader:
             ref,
             token,
             Status.PENDING_RETRY,
-            f"{answer.reason}; attempt {receive_count}, {then}",
+            f"{reason}; attempt {receive_count}, {then}",
             retry_attempts=receive_count,
             next_attempt_at=next_at.isoformat(timespec="seconds"),
         )
