@@ -10,7 +10,7 @@ IAC_VENV := .venv-iac
 IAC_STAMP := $(IAC_VENV)/.installed
 SAM := SAM_CLI_TELEMETRY=0 $(IAC_VENV)/bin/sam
 
-.PHONY: demo test lint iac build bench open-loops sandbox clean
+.PHONY: demo test lint iac build bench open-loops outage sandbox clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,10 @@ bench: $(STAMP) build
 ## open-loops: 1,000 documents through the local stack, 3 % of webhooks never sent: how many stay open (claim: 0)
 open-loops: $(STAMP)
 	$(BIN)/python -m bench.open_loops_run $(ARGS)
+
+## outage: 500 documents with a Cobalt outage in the middle, on a compressed clock: calls while down, DLQ, twice, drain
+outage: $(STAMP)
+	$(BIN)/python -m bench.outage_run $(ARGS)
 
 ## sandbox: the Cobalt sandbox in the foreground on 127.0.0.1:$(PORT) (PORT=0 picks a free port)
 sandbox: $(STAMP)

@@ -4,8 +4,9 @@ passed (the claim is 0), how many outcomes came from Cobalt's event log, and how
 than once (the claim is 0). Figures are printed, never asserted.
 
 `--faults 0.2` adds Cobalt's HTTP faults (429, 500, 503, dropped connections, answers slower than the read timeout,
-equally): it then also prints how many attempts went NEEDS_REVIEW, how many the evidence resolved, how many of those
-links are wrong (checked against the sandbox's own record of each document; the claim is 0), and why the rest wait.
+502 or 504 after Cobalt stored the document, equally): it then also prints how many attempts went NEEDS_REVIEW, how
+many the evidence resolved, how many of those links are wrong (checked against the sandbox's own record of each
+document; the claim is 0), and why the rest wait.
 """
 
 from __future__ import annotations
@@ -142,9 +143,10 @@ def _report_reviews(stack: LocalStack, ledger: DocumentLedger, documents: int) -
     waiting = list(ledger.open_items(Status.NEEDS_REVIEW))
     unjoined = list(ledger.unjoined_documents(datetime.now(UTC)))
     why = Counter(c.why_not or "unique (resolved at the next pass)" for c in candidates_for(waiting, unjoined))
-    stored_ambiguous = sum(1 for f in stack.sandbox.fault_log if f.get("http") == "slow_after_accept")
+    stored = ("slow_after_accept", "http_502_after_store", "http_504_after_store")
+    stored_ambiguous = sum(1 for f in stack.sandbox.fault_log if f.get("http") in stored)
     print(f"attempts that went NEEDS_REVIEW:       {reviewed}")
-    print(f"  of them stored by Cobalt:            {stored_ambiguous} (answers slower than the read timeout)")
+    print(f"  of them stored by Cobalt:            {stored_ambiguous} (slower than the read timeout, or 502/504)")
     print(f"  resolved by evidence:                {automatic}, of which wrong links: {wrong}")
     print(f"  left for a person:                   {len(waiting)}")
     for reason, count in why.most_common():
