@@ -23,6 +23,7 @@ from botocore.exceptions import (
 )
 from docdrop.ledger import Status
 
+from docdrop_cli.accounts import accounts_command
 from docdrop_cli.doctor import doctor_command
 from docdrop_cli.output import OperatorError, err, parse_duration
 from docdrop_cli.reconcile import reconcile_command
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument("--key", help="the versions of this key")
     retry.add_argument("--prefix", help="only keys under this prefix")
     retry.add_argument("--older-than", type=duration, metavar="AGE", help="in their status for longer (30m, 6h)")
+    retry.add_argument("--account", help="only this Cobalt account's objects")
     retry.add_argument("--dry-run", action="store_true", help="show what would be sent; send nothing")
     retry.add_argument("--json", action="store_true", help="JSON instead of a table")
 
@@ -164,6 +166,17 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--url", help="the webhook URL (default: the stack's WebhookUrl)")
         sub.add_argument("--cobalt-url", help="Cobalt's base URL (default: the stack's CobaltBaseUrl)")
         sub.add_argument("--json", action="store_true", help="the result as JSON")
+
+    accounts = command(
+        "accounts",
+        "List the Cobalt accounts: link state, since when, open objects. `accounts relink NAME` marks an account's "
+        "link working again and sends its BLOCKED objects once.",
+        accounts_command,
+    )
+    accounts.add_argument("action", nargs="?", choices=["list", "relink"], default="list")
+    accounts.add_argument("name", nargs="?", help="the account, for relink")
+    accounts.add_argument("--by", help="who re-linked it (recorded)")
+    accounts.add_argument("--json", action="store_true", help="JSON instead of a table")
 
     doctor = command(
         "doctor",

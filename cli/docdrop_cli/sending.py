@@ -120,11 +120,17 @@ def _retry_selection(
         status = Status(str(item.get("status")))
         if status not in statuses:
             refused.append((item, status.value, f"refused: {status.value}: {REFUSED.get(status, 'not waiting')}"))
-        elif args.prefix and not str(item.get("key", "")).startswith(args.prefix):
-            continue
-        else:
+        elif _selected(item, args):
             chosen.append(item)
     return chosen, refused
+
+
+def _selected(item: dict[str, Any], args: argparse.Namespace) -> bool:
+    """The --prefix and --account filters (an object recorded before accounts existed is the `default` one's)."""
+    if args.prefix and not str(item.get("key", "")).startswith(args.prefix):
+        return False
+    account = getattr(args, "account", None)
+    return not account or str(item.get("account") or "default") == account
 
 
 def _size(s3: Any, ref: ObjectRef) -> int | None:

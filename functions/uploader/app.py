@@ -8,6 +8,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from docdrop.accounts import CobaltAccounts, parse_prefix_map
 from docdrop.breaker import BreakerSettings, CobaltBreaker
 from docdrop.cobalt import CobaltClient
 from docdrop.ledger import DocumentLedger
@@ -61,6 +62,8 @@ uploader = DocumentUploader(
     retry_schedule=RetrySchedule.parse(settings.retry_steps_seconds),
     max_receive_count=settings.max_receive_count,
     breaker=breaker,
+    accounts=lambda: CobaltAccounts.from_secret(credentials.get()),
+    account_prefixes=parse_prefix_map(settings.account_prefixes),
 )
 executor = ThreadPoolExecutor(max_workers=settings.max_parallel_uploads, thread_name_prefix="upload")
 sqs = boto3.client("sqs", config=_AWS)

@@ -38,7 +38,8 @@ def test_queues_and_event_source_follow_the_template(queues: tuple[Any, IngestQu
     sqs, made = queues
     attributes = sqs.get_queue_attributes(QueueUrl=made.queue_url, AttributeNames=["All"])["Attributes"]
     redrive = json.loads(attributes["RedrivePolicy"])
-    assert (attributes["VisibilityTimeout"], redrive["maxReceiveCount"]) == ("540", 5)
+    # maxReceiveCount from the template's MaxRetryHours mapping at its default (24 h: 27 receives).
+    assert (attributes["VisibilityTimeout"], redrive["maxReceiveCount"]) == ("540", 27)
     assert redrive["deadLetterTargetArn"] == made.dlq_arn
     assert uploader_event_source() == EventSourceSettings(10, 5.0, 90.0, True)
 

@@ -130,7 +130,7 @@ class UploaderStack:
             "region": "us-east-1",
             "dynamodb_endpoint_url": self.ledger._client.meta.endpoint_url,
             "aws_endpoint_url": self.s3.meta.endpoint_url,
-            "secrets": {"cobalt_credentials": "-", "webhook_signing": "-"},
+            "secrets": {"cobalt_credentials": self.module.settings.cobalt_credentials_secret, "webhook_signing": "-"},
             "prefix": PREFIX,
             "queue_url": self.queues.queue_url,
             "dlq_url": self.queues.dlq_url,

@@ -26,6 +26,7 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
+from docdrop.accounts import CobaltAccounts
 from docdrop.cobalt_events import envelope_from_log_item
 from docdrop.contract import UploadFields
 
@@ -267,10 +268,19 @@ class CobaltClient:
             self._session.mount("https://", adapter)
             self._session.mount("http://", adapter)
 
-    def _headers(self, refresh: bool) -> dict[str, str]:
+    def _headers(self, refresh: bool, account: str | None = None) -> dict[str, str]:
+        """The three auth headers; the access token is the named account's (docdrop.accounts), else the first one's."""
         with self._credentials_lock:  # a cold batch's threads would otherwise all read the secret at once
             credentials = self._credentials(refresh)
-        return {name: str(credentials[name]) for name in ("client_id", "client_secret", "access_token")}
+        accounts = CobaltAccounts.from_secret(credentials)
+        chosen = accounts.get(account) if account else next(iter(accounts.accounts), None)
+        if chosen is None:
+            raise KeyError(f"no Cobalt account {account or ''} in the credentials secret".replace("  ", " "))
+        return {
+            "client_id": str(credentials["client_id"]),
+            "client_secret": str(credentials["client_secret"]),
+            "access_token": chosen.access_token,
+        }
 
     def register_webhook(self, webhook_url: str) -> WebhookRegistration:
         """POST /v1/webhook: register `webhook_url`; the answer holds the signing secret (set-up, not the data path)."""
@@ -436,13 +446,19 @@ class CobaltClient:
         return digest.hexdigest() if read else None
 
     def upload_document(
-        self, fields: UploadFields, filename: str, content_type: str, content: bytes, timeout: float | None = None
+        self,
+        fields: UploadFields,
+        filename: str,
+        content_type: str,
+        content: bytes,
+        timeout: float | None = None,
+        account: str | None = None,
     ) -> CobaltAnswer:
         """One upload; on a 401 the credentials are read afresh and the request sent once more (401: nothing stored)."""
         started = time.monotonic()
-        answer = self._post(fields, filename, content_type, content, refresh=False, timeout=timeout)
+        answer = self._post(fields, filename, content_type, content, refresh=False, timeout=timeout, account=account)
         if answer.status_code == 401:
-            answer = self._post(fields, filename, content_type, content, refresh=True, timeout=timeout)
+            answer = self._post(fields, filename, content_type, content, refresh=True, timeout=timeout, account=account)
         return dataclasses.replace(answer, elapsed_seconds=time.monotonic() - started)
 
     def _post(
@@ -454,9 +470,10 @@ class CobaltClient:
         *,
         refresh: bool,
         timeout: float | None,
+        account: str | None = None,
     ) -> CobaltAnswer:
         try:
-            headers = self._headers(refresh)
+            headers = self._headers(refresh, account)
         except Exception as exc:  # nothing was sent: the credentials could not be read
             return CobaltAnswer(Verdict.RETRY, f"Could not read the Cobalt credentials ({type(exc).__name__})")
         read_timeout = self.timeout[1] if timeout is None else max(0.1, min(self.timeout[1], timeout))

@@ -16,7 +16,7 @@ MAX_NOTES_CHARS = 1000
 REQUIRED = ("patient_mrn", "folder_name")
 OPTIONAL = ("emr_assigned_to_id", "is_reviewed", "is_high_priority", "notes")
 # Read by DocDrop, never sent to Cobalt: allow_duplicate=true sends a version even when identical to one sent lately.
-CONTROLS = ("allow_duplicate",)
+CONTROLS = ("allow_duplicate", "cobalt_account")  # DocDrop's own: never sent to Cobalt
 FIELDS = REQUIRED + OPTIONAL + CONTROLS
 _TRUE = frozenset({"true", "yes", "1"})
 _FALSE = frozenset({"false", "no", "0"})
@@ -50,6 +50,7 @@ class UploadFields:
 class Accepted:
     fields: UploadFields
     allow_duplicate: bool = False
+    account: str | None = None  # the `cobalt_account` tag (docdrop.accounts routes it)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,4 +169,5 @@ def read_contract(tags: Mapping[str, str], metadata: Mapping[str, str]) -> Contr
             notes=notes if notes and notes.strip() else None,
         ),
         allow_duplicate=flags["allow_duplicate"] is True,
+        account=present.get("cobalt_account") or None,
     )

@@ -119,6 +119,7 @@ class Claim:
     token: str
     current: dict[str, Any] | None
     resend_approved: bool = False  # the claimed item was a DUPLICATE a person approved for sending
+    previous_status: str | None = None  # what the claim took over (None: a new version)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,6 +159,7 @@ class DocumentView:
     updated_at: str | None
     history: list[dict[str, Any]]
     events: list[dict[str, Any]]
+    account: str | None = None  # the Cobalt account it went to (docdrop.accounts)
 
 
 class JoinResult(StrEnum):
@@ -292,7 +294,13 @@ class DocumentLedger:
                 return Claim(True, token, None)
             return Claim(False, token, current)
         previous = plain(answer.get("Attributes")) or {}
-        return Claim(True, token, None, resend_approved=previous.get(RESEND_APPROVED) is True)
+        return Claim(
+            True,
+            token,
+            None,
+            resend_approved=previous.get(RESEND_APPROVED) is True,
+            previous_status=previous.get("status"),
+        )
 
     def record_unclaimed_state(self, ref: ObjectRef, status: Status, reason: str, **attrs: Any) -> bool:
         """REJECTED or WAITING_FOR_TAGS, decided before any claim: only over nothing, or over a wait for tags.
@@ -464,6 +472,24 @@ class DocumentLedger:
 
     def get_account_link(self, reference_id: str) -> dict[str, Any] | None:
         return self._get(self._link_key(reference_id))
+
+    def record_relink(self, reference_id: str, by: str) -> None:
+        """A person says the account's EHR link works again (`docdrop accounts relink`), or a call through it passed."""
+        now = now_iso()
+        e = Expression()
+        sets = e.assign(
+            {
+                "status": "LINKED",
+                "reason": f"Re-linked ({by})",
+                "status_at": now,
+                "updated_at": now,
+                "access_token_reference_id": reference_id,
+            }
+        )
+        sets.append(e.append("history", {"at": now, "relinked_by": by}))
+        self._call(
+            "update_item", TableName=self._table, Key=self._link_key(reference_id), **e.kwargs("SET " + ", ".join(sets))
+        )
 
     # ----- reading ----------------------------------------------------------------------------------------------
     def get_document(self, document_id: str) -> dict[str, Any] | None:
@@ -1046,4 +1072,5 @@ def _view(obj: Mapping[str, Any] | None, document: Mapping[str, Any] | None) -> 
         updated_at=max(filter(None, [obj.get("updated_at"), document.get("updated_at")]), default=None),
         history=list(obj.get("history", [])),
         events=list(document.get("events", [])),
+        account=obj.get("account"),
     )

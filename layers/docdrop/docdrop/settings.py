@@ -59,6 +59,7 @@ class UploaderSettings:
     breaker_failures: int = 5
     breaker_window_seconds: float = 60.0
     breaker_cool_down_seconds: float = 60.0
+    account_prefixes: str = ""  # COBALT_ACCOUNT_PREFIXES, e.g. "practice-a/=a,practice-b/=b" (docdrop.accounts)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> UploaderSettings:
@@ -75,6 +76,7 @@ class UploaderSettings:
             ("breaker_failures", "BREAKER_FAILURES", int),
             ("breaker_window_seconds", "BREAKER_WINDOW_SECONDS", float),
             ("breaker_cool_down_seconds", "BREAKER_COOL_DOWN_SECONDS", float),
+            ("account_prefixes", "COBALT_ACCOUNT_PREFIXES", str),
         ):
             if env.get(name):
                 optional[field] = kind(env[name])

@@ -14,7 +14,7 @@ import logging
 import math
 import posixpath
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Executor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -22,6 +22,8 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
+from docdrop.accounts import DEFAULT as DEFAULT_ACCOUNT
+from docdrop.accounts import CobaltAccount, CobaltAccounts, route
 from docdrop.breaker import CobaltBreaker, Permission
 from docdrop.cobalt import CobaltAnswer, CobaltClient, Verdict, backoff_seconds
 from docdrop.contract import Accepted, Refused, UploadFields, read_contract
@@ -47,6 +49,7 @@ from docdrop.s3_events import ObjectEvent, UnreadableMessage, parse_s3_notificat
 LEASE_MARGIN_SECONDS = 30.0
 # Time kept back at the end of an invocation to record what happened after the last answer from Cobalt.
 RECORD_MARGIN_SECONDS = 5.0
+LINK_CACHE_SECONDS = 5.0  # how long an account's link state is trusted per container
 _MISSING = frozenset({"NoSuchKey", "NoSuchVersion", "404", "NotFound"})
 _DENIED = frozenset({"AccessDenied", "403", "Forbidden"})
 # The ledger's version for an object read from a bucket without versioning: DocDrop sends nothing from one, since
@@ -137,6 +140,8 @@ class DocumentUploader:
         retry_schedule: RetrySchedule | None = None,
         max_receive_count: int = 0,
         breaker: CobaltBreaker | None = None,
+        accounts: Callable[[], CobaltAccounts] | None = None,
+        account_prefixes: Mapping[str, str] | None = None,
     ) -> None:
         self._ledger = ledger
         self._s3 = s3
@@ -150,6 +155,11 @@ class DocumentUploader:
         self._retry_schedule = retry_schedule or RetrySchedule()
         self._max_receive_count = max_receive_count
         self._breaker = breaker
+        self._accounts = accounts or (lambda: CobaltAccounts((CobaltAccount(DEFAULT_ACCOUNT, "", DEFAULT_ACCOUNT),)))
+        self._account_prefixes = dict(account_prefixes or {})
+        self._links: dict[
+            str, tuple[float, bool]
+        ] = {}  # reference id -> (read at, broken), a few seconds per container
 
     # ----- one object event ---------------------------------------------------------------------------------------
     def process(self, event: ObjectEvent, deadline: Deadline, receive_count: int = 1) -> ObjectResult:
@@ -188,6 +198,10 @@ class DocumentUploader:
                 return self._record_unclaimed(
                     ref, Status.WAITING_FOR_TAGS, decision.reason, missing_tags=list(decision.missing)
                 )
+            routed = route(self._accounts(), decision.account, ref.key, self._prefix, self._account_prefixes)
+            if routed.account is None:
+                return self._refuse(ref, routed.problem or "No Cobalt account for this object")
+            account = routed.account
             content: bytes = opened.body.read(MAX_DOCUMENT_BYTES + 1)
         content_type = sniff_content_type(content[:SNIFF_BYTES])
         if content_type is None or not content or len(content) > MAX_DOCUMENT_BYTES:
@@ -198,7 +212,12 @@ class DocumentUploader:
         claim = self._ledger.claim(
             ref,
             lease_seconds=deadline.remaining() + LEASE_MARGIN_SECONDS,
-            details={"content_type": content_type, "size": len(content), **self._evidence(decision, digest)},
+            details={
+                "content_type": content_type,
+                "size": len(content),
+                "account": account.name,
+                **self._evidence(decision, digest),
+            },
         )
         if not claim.won:
             settled = self._settled(ref, claim.current)
@@ -208,8 +227,47 @@ class DocumentUploader:
         duplicate = self._identical_one_sent(ref, claim, decision, digest)
         if duplicate is not None:
             return duplicate
+        # No call through a dead login: only this account waits. A BLOCKED version sent again (a person's retry or
+        # re-tag) is the one call that tries the link.
+        if self._link_broken(account) and claim.previous_status != Status.BLOCKED.value:
+            reason = (
+                f"The EHR link of Cobalt account {account.name} is broken (login_required): re-link it in Cobalt, "
+                f"then run docdrop accounts relink {account.name}; this object is sent then, once"
+            )
+            self._record(ref, claim.token, Status.BLOCKED, reason, cobalt_error="login_required")
+            return ObjectResult(
+                ref.object_id, Status.BLOCKED, metrics=(_RECEIVED, _count(MetricName.DOCUMENTS_BLOCKED))
+            )
         filename = posixpath.basename(ref.key) or "document" + EXTENSIONS[content_type]
-        return self._send(ref, claim.token, decision.fields, filename, content_type, content, deadline, receive_count)
+        return self._send(
+            ref, claim.token, decision.fields, filename, content_type, content, deadline, receive_count, account
+        )
+
+    def _link_broken(self, account: CobaltAccount) -> bool:
+        read_at, broken = self._links.get(account.reference_id, (float("-inf"), False))
+        if time.monotonic() - read_at > LINK_CACHE_SECONDS:
+            link = self._ledger.get_account_link(account.reference_id) or {}
+            broken = link.get("status") == "LOGIN_REQUIRED"
+            self._links[account.reference_id] = (time.monotonic(), broken)
+        return broken
+
+    def _link_works(self, account: CobaltAccount) -> None:
+        """Cobalt answered through this account: a link known broken works again (the next objects are sent)."""
+        if not self._links.get(account.reference_id, (0.0, False))[1]:
+            return
+        try:
+            self._ledger.record_relink(account.reference_id, by="a call through it passed")
+        except (LedgerError, ClientError):
+            return
+        self._links[account.reference_id] = (time.monotonic(), False)
+
+    def _link_failed(self, account: CobaltAccount, ref: ObjectRef, message: str | None) -> None:
+        """Cobalt answered login_required: the account's link is broken for every later object of it."""
+        try:
+            self._ledger.record_login_required(account.reference_id, f"upload:{ref.object_id}", now_iso(), message)
+        except (LedgerError, ClientError):
+            return  # the next object asks Cobalt again and records it then
+        self._links[account.reference_id] = (time.monotonic(), True)
 
     # ----- the same page twice ------------------------------------------------------------------------------------
     def _identical_one_sent(self, ref: ObjectRef, claim: Claim, decision: Accepted, digest: str) -> ObjectResult | None:
@@ -366,6 +424,7 @@ class DocumentUploader:
         content: bytes,
         deadline: Deadline,
         receive_count: int = 1,
+        account: CobaltAccount | None = None,
     ) -> ObjectResult:
         metrics: list[Metric] = [_RECEIVED]
         attempt = 0
@@ -379,7 +438,13 @@ class DocumentUploader:
             # The read timeout never outlasts the invocation: an answer that cannot come in time is recorded by us.
             budget = deadline.remaining() - RECORD_MARGIN_SECONDS - self._cobalt.timeout[0]
             sent_at = now_iso()
-            answer = self._cobalt.upload_document(fields, filename, content_type, content, timeout=budget)
+            answer = self._cobalt.upload_document(
+                fields, filename, content_type, content, timeout=budget, account=account.name if account else None
+            )
+            if account is not None and answer.error_code == "login_required":
+                self._link_failed(account, ref, answer.message)
+            elif account is not None and answer.status_code is not None and answer.status_code != 401:
+                self._link_works(account)
             if self._breaker is not None and answer.status_code != 401:
                 throttled = answer.retry_after_seconds if answer.status_code == 429 else None
                 self._breaker.after_call(answer.verdict is Verdict.RETRY, throttled, probe=permission.probe)

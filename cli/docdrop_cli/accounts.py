@@ -1,0 +1,78 @@
+"""`docdrop accounts` and `docdrop accounts relink NAME`: the stack's Cobalt accounts, their links, and what waits."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, TextIO
+
+from docdrop.accounts import CobaltAccounts
+from docdrop.ledger import OPEN, DocumentLedger, Status
+
+from docdrop_cli.output import OperatorError, write_json, write_table
+from docdrop_cli.target import resolve_target
+from docdrop_cli.webhook_setup import SecretStore
+
+
+def accounts_command(args: argparse.Namespace, out: TextIO) -> int:
+    """Exit codes: 0 listed (or re-linked and its BLOCKED objects queued); 1 no such account."""
+    target = resolve_target(args)
+    accounts = CobaltAccounts.from_secret(SecretStore(target).read("credentials_secret"))
+    ledger = DocumentLedger(target.client("dynamodb"), target.table)
+    if args.action == "relink":
+        return _relink(args, out, accounts, ledger)
+    rows: list[dict[str, Any]] = []
+    waiting: dict[str, dict[str, int]] = {a.name: {} for a in accounts.accounts}
+    for status in sorted(OPEN):
+        for item in ledger.open_items(status):
+            name = str(item.get("account") or (accounts.names[0] if len(accounts.names) == 1 else "default"))
+            counts = waiting.setdefault(name, {})
+            counts[status.value] = counts.get(status.value, 0) + 1
+    for account in accounts.accounts:
+        link = ledger.get_account_link(account.reference_id) or {}
+        history = link.get("history") or []
+        warning = next((h for h in reversed(history) if h.get("warning")), None)
+        rows.append(
+            {
+                "account": account.name,
+                "reference_id": account.reference_id,
+                "link": link.get("status") or "LINKED",
+                "since": link.get("status_at"),
+                "password_change_warning": warning.get("at") if warning else None,
+                "open": waiting.get(account.name, {}),
+            }
+        )
+    if args.json:
+        write_json(rows, out)
+        return 0
+    write_table(
+        ["account", "reference id", "link", "since", "open objects"],
+        [
+            [
+                r["account"],
+                r["reference_id"],
+                r["link"],
+                str(r["since"] or "-")[:19],
+                ", ".join(f"{s} {n}" for s, n in sorted(r["open"].items())) or "none",
+            ]
+            for r in rows
+        ],
+        out,
+    )
+    return 0
+
+
+def _relink(args: argparse.Namespace, out: TextIO, accounts: CobaltAccounts, ledger: DocumentLedger) -> int:
+    from docdrop_cli.sending import retry_command
+
+    if not args.name:
+        raise OperatorError("name the account: docdrop accounts relink NAME", 2)
+    account = accounts.get(args.name)
+    if account is None:
+        raise OperatorError(f"no account {args.name!r}; accounts known: {', '.join(accounts.names) or 'none'}", 1)
+    ledger.record_relink(account.reference_id, by=f"docdrop accounts relink ({args.by or 'operator'})")
+    out.write(f"Account {account.name}: link marked working again; its BLOCKED objects are sent once.\n")
+    retry_args = argparse.Namespace(**{**vars(args), "object": [], "status": [Status.BLOCKED.value], "key": None})
+    retry_args.prefix, retry_args.older_than, retry_args.account = None, None, account.name
+    retry_args.dry_run = False
+    code: int = retry_command(retry_args, out)
+    return 0 if code in (0, 1) else code

@@ -1,0 +1,99 @@
+"""Several Cobalt accounts in one stack: routed by tag or prefix, each request with its own token; an unknown account
+REJECTED; a broken link blocks only its own account, without calls, until it is re-linked."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import docdrop_cli.main as cli
+import pytest
+from docdrop.ledger import Status
+
+from local.samples import pdf_bytes
+from tests.uploader.conftest import AUTH, UploaderStack, tags
+
+ACCOUNTS = {
+    "client_id": AUTH["client_id"],
+    "client_secret": AUTH["client_secret"],
+    "accounts": {
+        "main": {"access_token": "at_test_clinic_main", "reference_id": "clinic-main"},
+        "north": {"access_token": "at_test_clinic_north", "reference_id": "clinic-north"},
+    },
+}
+
+
+@pytest.fixture
+def two_accounts(uploader_stack: UploaderStack, monkeypatch: pytest.MonkeyPatch) -> UploaderStack:
+    stack = uploader_stack
+    secrets = stack.module.credentials._client
+    secrets.put_secret_value(
+        SecretId=stack.module.settings.cobalt_credentials_secret, SecretString=json.dumps(ACCOUNTS)
+    )
+    stack.module.credentials.get(refresh=True)
+    monkeypatch.setattr(stack.module.uploader, "_account_prefixes", {"north-scans/": "north"})
+    return stack
+
+
+def _reference_of(stack: UploaderStack, filename: str) -> list[str]:
+    return [d["access_token_reference_id"] for d in stack.uploads() if d["filename"] == filename]
+
+
+def test_two_accounts_are_routed_by_tag_and_by_prefix_each_request_with_its_own_token(
+    two_accounts: UploaderStack,
+) -> None:
+    stack = two_accounts
+    stack.put("by-tag.pdf", pdf_bytes("by tag"), tags(cobalt_account="north"))
+    stack.put("north-scans/by-prefix.pdf", pdf_bytes("by prefix"), tags())
+    stack.put("main.pdf", pdf_bytes("main"), tags(cobalt_account="main"))
+    stack.drain()
+    assert _reference_of(stack, "by-tag.pdf") == ["clinic-north"]
+    assert _reference_of(stack, "by-prefix.pdf") == ["clinic-north"]
+    assert _reference_of(stack, "main.pdf") == ["clinic-main"]
+    assert stack.ledger.get_object(stack.ref("by-tag.pdf"))["account"] == "north"
+    assert stack.view("north-scans/by-prefix.pdf").account == "north"
+
+
+def test_an_unknown_or_missing_account_is_rejected_with_the_accounts_known(two_accounts: UploaderStack) -> None:
+    stack = two_accounts
+    stack.put("nowhere.pdf", pdf_bytes("nowhere"), tags(cobalt_account="south"))
+    stack.put("unnamed.pdf", pdf_bytes("unnamed"), tags())  # two accounts, no tag, no prefix: which one?
+    stack.drain()
+    for name, why in (("nowhere.pdf", "Unknown Cobalt account 'south'"), ("unnamed.pdf", "No Cobalt account named")):
+        view = stack.view(name)
+        assert view.status == Status.REJECTED and why in (view.reason or "")
+        assert "accounts known: main, north" in (view.reason or "")
+    assert stack.uploads() == []
+
+
+def test_a_broken_link_blocks_only_its_account_without_calls_and_relink_sends_its_objects_once(
+    two_accounts: UploaderStack, tmp_path: Path
+) -> None:
+    stack = two_accounts
+    stack.sandbox.set_login_required("clinic-north", True)
+    stack.put("north-1.pdf", pdf_bytes("north 1"), tags(cobalt_account="north"))
+    stack.drain()
+    calls = len(stack.sandbox.fault_log)
+    stack.put("north-2.pdf", pdf_bytes("north 2"), tags(cobalt_account="north"))
+    stack.put("main-1.pdf", pdf_bytes("main 1"), tags(cobalt_account="main"))
+    stack.drain()
+
+    assert stack.view("north-1.pdf").status == Status.BLOCKED
+    north_2 = stack.view("north-2.pdf")
+    assert north_2.status == Status.BLOCKED and "docdrop accounts relink north" in (north_2.reason or "")
+    assert len(stack.sandbox.fault_log) == calls + 1  # only main-1 called Cobalt: north's dead login was not tried
+    assert stack.view("main-1.pdf").status == Status.SUBMITTED
+
+    stack.sandbox.set_login_required("clinic-north", False)  # a person re-links it in Cobalt
+    out = io.StringIO()
+    assert cli.main(["accounts", "relink", "north", "--local", str(stack.stack_file(tmp_path))], out=out) == 0
+    stack.drain()
+    assert [stack.view(n).status for n in ("north-1.pdf", "north-2.pdf")] == [Status.SUBMITTED] * 2
+    assert _reference_of(stack, "north-1.pdf") == ["clinic-north"]
+    assert _reference_of(stack, "north-2.pdf") == ["clinic-north"]
+
+    listed = io.StringIO()
+    assert cli.main(["accounts", "--json", "--local", str(stack.stack_file(tmp_path))], out=listed) == 0
+    links = {row["account"]: row["link"] for row in json.loads(listed.getvalue())}
+    assert links == {"main": "LINKED", "north": "LINKED"}
