@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--since", type=moment, metavar="WHEN", help="reached their status since (date, time or 7d)")
     status.add_argument("--limit", type=positive_int, default=50, help="at most this many (default 50)")
     status.add_argument("--summary", action="store_true", help="counts, oldest open item, drop-to-outcome p50/p99")
+    status.add_argument("--account", help="only this Cobalt account's objects")
     shape = status.add_mutually_exclusive_group()
     shape.add_argument("--json", action="store_true", help="JSON instead of a table")
     shape.add_argument("--csv", action="store_true", help="CSV instead of a table")

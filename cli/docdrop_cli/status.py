@@ -22,7 +22,7 @@ from docdrop_cli.output import (
 )
 from docdrop_cli.target import Target, resolve_target
 
-COLUMNS = ("key", "version_id", "status", "reason", "document_id", "object_id", "created_at", "updated_at")
+COLUMNS = ("key", "version_id", "status", "reason", "document_id", "object_id", "account", "created_at", "updated_at")
 SUMMARY_SAMPLE = 10_000  # outcomes read for the drop-to-outcome percentiles, newest first
 
 
@@ -66,7 +66,10 @@ def status_command(args: argparse.Namespace, out: TextIO) -> int:
         views = [v for v in (ledger.lookup(ref) for ref in versions_of(target, args.key)) if v is not None]
     else:
         statuses = [Status(s) for s in args.status] if args.status else list(Status)
-        items = select_items(ledger, statuses, older_than=args.older_than, since=args.since, limit=args.limit)
+        wanted = None if args.account else args.limit  # filtered after reading: read them all, then cut
+        items = select_items(ledger, statuses, older_than=args.older_than, since=args.since, limit=wanted)
+        if args.account:
+            items = [i for i in items if str(i.get("account") or "default") == args.account][: args.limit]
         views = [object_view(item) for item in items]
     write_views(views, args, out)
     if not views and (args.document_id or args.key):
@@ -87,7 +90,9 @@ def write_views(views: list[DocumentView], args: argparse.Namespace, out: TextIO
         return
     keys = Counter(v.key for v in views)
     several = any(n > 1 for n in keys.values())  # a version column only where a key has several versions
-    header = ["object", *(["version"] if several else []), "status", "reason", "document id", "age"]
+    accounts = len({v.account or "default" for v in views}) > 1  # an account column only where there are several
+    header = ["object", *(["version"] if several else []), *(["account"] if accounts else []), "status", "reason"]
+    header += ["document id", "age"]
     rows = []
     for view in views:
         version = [(view.version_id or "-")[:12] if keys[view.key] > 1 else ""] if several else []
@@ -95,6 +100,7 @@ def write_views(views: list[DocumentView], args: argparse.Namespace, out: TextIO
             [
                 view.key or f"(object {view.object_id})",
                 *version,
+                *([view.account or "default"] if accounts else []),
                 view.status,
                 shorten(view.reason, 70),
                 view.document_id or "-",

@@ -7,6 +7,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from docdrop.accounts import CobaltAccounts
 from docdrop.cobalt import CobaltClient
 from docdrop.ledger import DocumentLedger
 from docdrop.observability import build_logger, build_metrics
@@ -43,6 +44,7 @@ reconciler = Reconciler(
     logger=logger,
     dead_letter_queue_arn=settings.dead_letter_queue_arn,
     fingerprint_key=fingerprint_key.key_bytes if fingerprint_key else None,
+    accounts=lambda: CobaltAccounts.from_secret(credentials.get()).names,
 )
 
 

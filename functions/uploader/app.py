@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from docdrop.accounts import CobaltAccounts, parse_prefix_map
-from docdrop.breaker import BreakerSettings, CobaltBreaker
+from docdrop.breaker import BreakerSettings
 from docdrop.cobalt import CobaltClient
 from docdrop.ledger import DocumentLedger
 from docdrop.observability import build_logger, build_metrics
@@ -35,14 +35,11 @@ fingerprint_key = SecretDocument(
     settings.fingerprint_key_secret, settings.secret_max_age_seconds, boto3.client("secretsmanager", config=_AWS)
 )
 ledger = DocumentLedger(boto3.client("dynamodb", config=_AWS), settings.ledger_table, settings.record_retention_days)
-breaker = CobaltBreaker(
-    ledger,
-    BreakerSettings(
-        failures=settings.breaker_failures,
-        window=timedelta(seconds=settings.breaker_window_seconds),
-        cool_down=timedelta(seconds=settings.breaker_cool_down_seconds),
-        max_cool_down=timedelta(seconds=settings.breaker_cool_down_seconds * 16),
-    ),
+breaker = BreakerSettings(
+    failures=settings.breaker_failures,
+    window=timedelta(seconds=settings.breaker_window_seconds),
+    cool_down=timedelta(seconds=settings.breaker_cool_down_seconds),
+    max_cool_down=timedelta(seconds=settings.breaker_cool_down_seconds * 16),
 )
 uploader = DocumentUploader(
     ledger,
@@ -61,7 +58,7 @@ uploader = DocumentUploader(
     duplicate_window=timedelta(hours=settings.duplicate_window_hours),
     retry_schedule=RetrySchedule.parse(settings.retry_steps_seconds),
     max_receive_count=settings.max_receive_count,
-    breaker=breaker,
+    breaker_settings=breaker,
     accounts=lambda: CobaltAccounts.from_secret(credentials.get()),
     account_prefixes=parse_prefix_map(settings.account_prefixes),
 )

@@ -23,9 +23,12 @@ def _calls(stack: UploaderStack) -> int:
 @pytest.fixture
 def breaker(uploader_stack: UploaderStack, monkeypatch: pytest.MonkeyPatch) -> CobaltBreaker:
     settings = BreakerSettings(failures=3, window=timedelta(seconds=60), cool_down=timedelta(seconds=2))
-    shared = CobaltBreaker(uploader_stack.ledger, settings, account="default")
-    monkeypatch.setattr(uploader_stack.module.uploader, "_breaker", shared)
-    monkeypatch.setattr(uploader_stack.module.uploader, "_sleep", lambda seconds: None)
+    uploader = uploader_stack.module.uploader
+    monkeypatch.setattr(uploader, "_breaker_settings", settings)
+    monkeypatch.setattr(uploader, "_breakers", {})
+    monkeypatch.setattr(uploader, "_sleep", lambda seconds: None)
+    shared: CobaltBreaker | None = uploader._breaker(None)  # the one account of the single-token secret
+    assert shared is not None
     return shared
 
 

@@ -92,6 +92,24 @@ def test_login_required_is_recorded_for_the_token_reference(webhook_stack: Webho
     assert link["status"] == "LOGIN_REQUIRED" and link["history"][0]["message"] == "re-link"
 
 
+def test_a_password_change_warning_is_kept_in_the_links_history_and_does_not_block_it(
+    webhook_stack: WebhookStack,
+) -> None:
+    event = {
+        "id": "evt-password",
+        "type": "access_token.password_change_warning",
+        "created": "2025-10-21T14:30:00Z",
+        "access_token_reference_id": "clinic-north",
+        "data": {"access_token_reference_id": "clinic-north", "message": "password expires in 5 days"},
+    }
+    assert body(webhook_stack.deliver(event)) == {"status": "recorded"}
+    assert body(webhook_stack.deliver(event)) == {"status": "duplicate"}
+    link = webhook_stack.ledger.get_account_link("clinic-north")
+    assert link.get("status") is None  # still linked: only a warning
+    assert link["password_warning_at"] and link["history"][0]["warning"] is True
+    assert link["history"][0]["message"] == "password expires in 5 days"
+
+
 def test_a_dynamodb_failure_answers_5xx_so_cobalt_retries(webhook_stack: WebhookStack) -> None:
     client = webhook_stack.module.ledger._client
     with mock.patch.object(client, "update_item", side_effect=EndpointConnectionError(endpoint_url="http://x")):

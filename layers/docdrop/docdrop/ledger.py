@@ -470,6 +470,16 @@ class DocumentLedger:
         sets.append(e.append("history", {"at": now, "event_id": event_id, "created": created, "message": message}))
         return self._record_event_once(self._link_key(reference_id), e, sets, event_id)
 
+    def record_password_warning(self, reference_id: str, event_id: str, created: str, message: str | None) -> bool:
+        """`access_token.password_change_warning`: kept in the link's history (shown by `docdrop accounts`); the link
+        still works, so its status does not change. False for a repeated event id."""
+        now = now_iso()
+        e = Expression()
+        sets = e.assign({"updated_at": now, "access_token_reference_id": reference_id, "password_warning_at": now})
+        entry = {"at": now, "event_id": event_id, "created": created, "message": message, "warning": True}
+        sets.append(e.append("history", entry))
+        return self._record_event_once(self._link_key(reference_id), e, sets, event_id)
+
     def get_account_link(self, reference_id: str) -> dict[str, Any] | None:
         return self._get(self._link_key(reference_id))
 

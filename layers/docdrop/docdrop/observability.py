@@ -30,6 +30,8 @@ class MetricName(StrEnum):
     COBALT_LATENCY = "CobaltLatency"
     WEBHOOK_INVALID_SIGNATURE = "WebhookInvalidSignature"
     WEBHOOK_DEFERRED_FOR_ROTATION = "WebhookDeferredForRotation"
+    # An account's EHR password will expire: tell its practice (a metric name, not a secret).
+    PASSWORD_CHANGE_WARNING = "PasswordChangeWarning"  # noqa: S105
     COBALT_CALLS_DEFERRED = "CobaltCallsDeferred"  # uploads not sent: the breaker on Cobalt is open, or a Retry-After
     COBALT_CIRCUIT_OPEN_SECONDS = "CobaltCircuitOpenSeconds"
     WEBHOOK_BAD_REQUEST = "WebhookBadRequest"

@@ -129,8 +129,10 @@ class Reconciler:
         fingerprint_key: Callable[[], bytes] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         event_log_page_size: int = 100,
+        accounts: Callable[[], list[str]] = lambda: ["default"],
     ) -> None:
         self._ledger = ledger
+        self._accounts = accounts  # the account names, for their breakers' gauge
         self._cobalt = cobalt
         self._joiner = joiner
         self._deadlines = deadlines
@@ -417,9 +419,12 @@ class Reconciler:
             report.open_objects[status.value] = count
             if oldest:
                 report.oldest_open_seconds[status.value] = max(0.0, (now - _parse(oldest)).total_seconds())
-        breaker = self._ledger.breaker_state("default")
-        opened = parse_moment(breaker.get("opened_at")) if breaker.get("open_until") else None
-        report.cobalt_circuit_open_seconds = max(0.0, (now - opened).total_seconds()) if opened else 0.0
+        for account in self._accounts():  # the longest-open breaker of any account (docdrop.breaker)
+            breaker = self._ledger.breaker_state(account)
+            opened = parse_moment(breaker.get("opened_at")) if breaker.get("open_until") else None
+            if opened is not None:
+                seconds = max(0.0, (now - opened).total_seconds())
+                report.cobalt_circuit_open_seconds = max(report.cobalt_circuit_open_seconds, seconds)
 
     def _count(self, report: PassReport) -> None:
         if not report.ran:

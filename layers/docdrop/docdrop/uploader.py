@@ -13,6 +13,7 @@ import hashlib
 import logging
 import math
 import posixpath
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Executor
@@ -24,7 +25,7 @@ from botocore.exceptions import ClientError
 
 from docdrop.accounts import DEFAULT as DEFAULT_ACCOUNT
 from docdrop.accounts import CobaltAccount, CobaltAccounts, route
-from docdrop.breaker import CobaltBreaker, Permission
+from docdrop.breaker import BreakerSettings, CobaltBreaker, Permission
 from docdrop.cobalt import CobaltAnswer, CobaltClient, Verdict, backoff_seconds
 from docdrop.contract import Accepted, Refused, UploadFields, read_contract
 from docdrop.evidence import document_fingerprint, patient_folder_fingerprint
@@ -139,7 +140,7 @@ class DocumentUploader:
         duplicate_window: timedelta = timedelta(hours=24),
         retry_schedule: RetrySchedule | None = None,
         max_receive_count: int = 0,
-        breaker: CobaltBreaker | None = None,
+        breaker_settings: BreakerSettings | None = None,
         accounts: Callable[[], CobaltAccounts] | None = None,
         account_prefixes: Mapping[str, str] | None = None,
     ) -> None:
@@ -154,7 +155,9 @@ class DocumentUploader:
         self._duplicate_window = duplicate_window
         self._retry_schedule = retry_schedule or RetrySchedule()
         self._max_receive_count = max_receive_count
-        self._breaker = breaker
+        self._breaker_settings = breaker_settings
+        self._breakers: dict[str, CobaltBreaker] = {}  # one per account: one practice's outage holds back only it
+        self._breakers_lock = threading.Lock()
         self._accounts = accounts or (lambda: CobaltAccounts((CobaltAccount(DEFAULT_ACCOUNT, "", DEFAULT_ACCOUNT),)))
         self._account_prefixes = dict(account_prefixes or {})
         self._links: dict[
@@ -242,6 +245,15 @@ class DocumentUploader:
         return self._send(
             ref, claim.token, decision.fields, filename, content_type, content, deadline, receive_count, account
         )
+
+    def _breaker(self, account: CobaltAccount | None) -> CobaltBreaker | None:
+        if self._breaker_settings is None:
+            return None
+        name = account.name if account else DEFAULT_ACCOUNT
+        with self._breakers_lock:
+            if name not in self._breakers:
+                self._breakers[name] = CobaltBreaker(self._ledger, self._breaker_settings, account=name)
+            return self._breakers[name]
 
     def _link_broken(self, account: CobaltAccount) -> bool:
         read_at, broken = self._links.get(account.reference_id, (float("-inf"), False))
@@ -428,8 +440,9 @@ class DocumentUploader:
     ) -> ObjectResult:
         metrics: list[Metric] = [_RECEIVED]
         attempt = 0
+        breaker = self._breaker(account)
         while True:
-            permission = self._breaker.before_call() if self._breaker is not None else Permission()
+            permission = breaker.before_call() if breaker is not None else Permission()
             if permission.defer_seconds > 0:  # Cobalt is down or asked to wait: not called, the queue holds it
                 metrics.append(_count(MetricName.COBALT_CALLS_DEFERRED))
                 return self._retry_later(
@@ -445,9 +458,9 @@ class DocumentUploader:
                 self._link_failed(account, ref, answer.message)
             elif account is not None and answer.status_code is not None and answer.status_code != 401:
                 self._link_works(account)
-            if self._breaker is not None and answer.status_code != 401:
+            if breaker is not None and answer.status_code != 401:
                 throttled = answer.retry_after_seconds if answer.status_code == 429 else None
-                self._breaker.after_call(answer.verdict is Verdict.RETRY, throttled, probe=permission.probe)
+                breaker.after_call(answer.verdict is Verdict.RETRY, throttled, probe=permission.probe)
             metrics.append((MetricName.COBALT_LATENCY, "Milliseconds", round(answer.elapsed_seconds * 1000, 1)))
             self.logger.info(
                 "cobalt answered",

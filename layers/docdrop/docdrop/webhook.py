@@ -115,7 +115,7 @@ def handle_cobalt_webhook(
             recorded = ledger.record_outcome(outcome)
             if recorded:  # DocumentsUploaded/Failed are counted when joined to an object (docdrop.outcomes)
                 metrics.add_metric(MetricName.OUTCOME_EVENTS_RECORDED, "Count", 1)
-        elif event_type == "access_token.login_required":
+        elif event_type in ("access_token.login_required", "access_token.password_change_warning"):
             reference = usable_id(
                 data.get("access_token_reference_id") or event.get("access_token_reference_id") or "unknown"
             )
@@ -123,11 +123,14 @@ def handle_cobalt_webhook(
                 metrics.add_metric(MetricName.WEBHOOK_BAD_REQUEST, "Count", 1)
                 return WebhookAnswer(400, {"error": "login_required event without a usable access_token_reference_id"})
             message = data.get("message")
-            recorded = ledger.record_login_required(
+            warning = event_type == "access_token.password_change_warning"
+            record = ledger.record_password_warning if warning else ledger.record_login_required
+            recorded = record(
                 reference, event["id"], str(event.get("created") or ""), str(message) if message else None
             )
             if recorded:
-                metrics.add_metric(MetricName.LOGIN_REQUIRED, "Count", 1)
+                metric = MetricName.PASSWORD_CHANGE_WARNING if warning else MetricName.LOGIN_REQUIRED
+                metrics.add_metric(metric, "Count", 1)
         else:
             metrics.add_metric(MetricName.WEBHOOK_IGNORED_EVENT, "Count", 1)
             return WebhookAnswer(200, {"status": "ignored", "family": event_family(event_type)})
