@@ -75,4 +75,6 @@ def _relink(args: argparse.Namespace, out: TextIO, accounts: CobaltAccounts, led
     retry_args.prefix, retry_args.older_than, retry_args.account = None, None, account.name
     retry_args.dry_run = False
     code: int = retry_command(retry_args, out)
+    relinked_at = str((ledger.get_account_link(account.reference_id) or {}).get("status_at") or "")
+    ledger.mark_link_resent(account.reference_id, relinked_at)  # sent now: the reconciler need not send them again
     return 0 if code in (0, 1) else code

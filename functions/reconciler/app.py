@@ -9,10 +9,11 @@ import boto3
 from botocore.config import Config
 from docdrop.accounts import CobaltAccounts
 from docdrop.cobalt import CobaltClient
-from docdrop.ledger import DocumentLedger
+from docdrop.ledger import DocumentLedger, ObjectRef
 from docdrop.observability import build_logger, build_metrics
 from docdrop.outcomes import OutcomeJoiner
 from docdrop.reconciler import Deadlines, Reconciler
+from docdrop.s3_events import s3_notification
 from docdrop.secret_documents import SecretDocument
 from docdrop.settings import ReconcilerSettings
 from docdrop.uploader import Deadline
@@ -30,6 +31,15 @@ fingerprint_key = (
     else None
 )
 ledger = DocumentLedger(boto3.client("dynamodb", config=_AWS), settings.ledger_table, settings.record_retention_days)
+sqs = boto3.client("sqs", config=_AWS)
+
+
+def resend(ref: ObjectRef, size: int) -> None:
+    """An S3-shaped event for one version on the ingest queue: the uploader claims and sends it, once."""
+    body = s3_notification(ref.bucket, ref.key, ref.version_id, size)
+    sqs.send_message(QueueUrl=settings.ingest_queue_url, MessageBody=body)
+
+
 reconciler = Reconciler(
     ledger,
     CobaltClient(
@@ -44,7 +54,8 @@ reconciler = Reconciler(
     logger=logger,
     dead_letter_queue_arn=settings.dead_letter_queue_arn,
     fingerprint_key=fingerprint_key.key_bytes if fingerprint_key else None,
-    accounts=lambda: CobaltAccounts.from_secret(credentials.get()).names,
+    accounts=lambda: CobaltAccounts.from_secret(credentials.get()),
+    resend=resend if settings.ingest_queue_url else None,
 )
 
 

@@ -101,3 +101,54 @@ def test_a_broken_link_blocks_only_its_account_without_calls_and_relink_sends_it
     args = ["status", "--account", "north", "--json", "--local", str(stack.stack_file(tmp_path))]
     assert cli.main(args, out=only_north) == 0
     assert sorted(row["key"] for row in json.loads(only_north.getvalue())) == ["inbox/north-1.pdf", "inbox/north-2.pdf"]
+
+
+def test_when_a_retried_objects_call_passes_the_reconciler_sends_the_accounts_other_blocked_objects_once(
+    two_accounts: UploaderStack,
+) -> None:
+    import logging
+
+    from docdrop.accounts import CobaltAccounts
+    from docdrop.cobalt import CobaltClient
+    from docdrop.outcomes import OutcomeJoiner
+    from docdrop.reconciler import Deadlines, Reconciler
+    from docdrop.s3_events import s3_notification
+    from docdrop.uploader import Deadline
+
+    from tests.reconciler.conftest import RecordedMetrics
+
+    stack = two_accounts
+    stack.sandbox.set_login_required("clinic-north", True)
+    stack.put("first.pdf", pdf_bytes("first"), tags(cobalt_account="north"))
+    stack.drain()
+    stack.put("second.pdf", pdf_bytes("second"), tags(cobalt_account="north"))
+    stack.drain()
+    assert [stack.view(n).status for n in ("first.pdf", "second.pdf")] == [Status.BLOCKED] * 2
+
+    stack.sandbox.set_login_required("clinic-north", False)
+    stack.tag("first.pdf", tags(cobalt_account="north"))  # a person retries one: its call passes
+    stack.drain()
+    assert stack.view("first.pdf").status == Status.SUBMITTED
+    assert stack.ledger.get_account_link("clinic-north")["status"] == "LINKED"
+
+    def resend(ref, size: int) -> None:
+        stack.sqs.send_message(
+            QueueUrl=stack.queues.queue_url, MessageBody=s3_notification(ref.bucket, ref.key, ref.version_id, size)
+        )
+
+    metrics = RecordedMetrics()
+    reconciler = Reconciler(
+        stack.ledger,
+        CobaltClient(stack.sandbox.base_url, lambda refresh: AUTH),
+        OutcomeJoiner(stack.ledger, metrics, logging.getLogger("test")),
+        Deadlines.defaults(),
+        metrics=metrics,
+        logger=logging.getLogger("test"),
+        accounts=lambda: CobaltAccounts.from_secret(ACCOUNTS),
+        resend=resend,
+    )
+    assert reconciler.run(Deadline(60)).relinked_resent == 1
+    stack.drain()
+    assert stack.view("second.pdf").status == Status.SUBMITTED
+    assert _reference_of(stack, "second.pdf") == ["clinic-north"]
+    assert reconciler.run(Deadline(60)).relinked_resent == 0  # once per re-link

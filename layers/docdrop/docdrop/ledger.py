@@ -480,6 +480,14 @@ class DocumentLedger:
         sets.append(e.append("history", entry))
         return self._record_event_once(self._link_key(reference_id), e, sets, event_id)
 
+    def mark_link_resent(self, reference_id: str, relinked_at: str) -> None:
+        """The account's BLOCKED objects from before `relinked_at` were sent again: not again for this re-link."""
+        e = Expression()
+        sets = e.assign({"resent_at": relinked_at})
+        self._call(
+            "update_item", TableName=self._table, Key=self._link_key(reference_id), **e.kwargs("SET " + ", ".join(sets))
+        )
+
     def get_account_link(self, reference_id: str) -> dict[str, Any] | None:
         return self._get(self._link_key(reference_id))
 

@@ -23,10 +23,21 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
+from docdrop.accounts import DEFAULT as DEFAULT_ACCOUNT
+from docdrop.accounts import CobaltAccounts
 from docdrop.cobalt import CobaltClient, EventLogUnavailable
 from docdrop.cobalt_events import outcome_event_from
 from docdrop.evidence import outcome_fingerprint
-from docdrop.ledger import INTERRUPTED_REASON, OPEN, OUTCOMES, DocumentLedger, JoinResult, Status, parse_moment
+from docdrop.ledger import (
+    INTERRUPTED_REASON,
+    OPEN,
+    OUTCOMES,
+    DocumentLedger,
+    JoinResult,
+    ObjectRef,
+    Status,
+    parse_moment,
+)
 from docdrop.observability import MetricName
 from docdrop.outcomes import OutcomeJoiner
 from docdrop.reviews import MARGIN_AFTER, REVIEW_HORIZON, Candidates, Window, candidates_for
@@ -88,9 +99,8 @@ class PassReport:
     open_submitted_past_grace: int = 0
     open_objects: dict[str, int] = dataclasses.field(default_factory=dict)
     oldest_open_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
-    cobalt_circuit_open_seconds: float = (
-        0.0  # how long the uploaders' breaker on Cobalt has been open (docdrop.breaker)
-    )
+    relinked_resent: int = 0  # BLOCKED objects sent again because their account's link works again
+    cobalt_circuit_open_seconds: float = 0.0  # the longest-open breaker on Cobalt (docdrop.breaker)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -129,10 +139,12 @@ class Reconciler:
         fingerprint_key: Callable[[], bytes] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         event_log_page_size: int = 100,
-        accounts: Callable[[], list[str]] = lambda: ["default"],
+        accounts: Callable[[], CobaltAccounts] = lambda: CobaltAccounts.from_secret({"access_token": "-"}),
+        resend: Callable[[ObjectRef, int], None] | None = None,
     ) -> None:
         self._ledger = ledger
-        self._accounts = accounts  # the account names, for their breakers' gauge
+        self._accounts = accounts  # for each account's breaker gauge, and its re-linked BLOCKED objects
+        self._resend = resend  # puts an S3-shaped event for one version on the ingest queue
         self._cobalt = cobalt
         self._joiner = joiner
         self._deadlines = deadlines
@@ -159,6 +171,7 @@ class Reconciler:
                 self._tag_waits,
                 self._interrupted,
                 self._dead_lettered,
+                self._relinked,
                 self._reviews,
                 self._foreign,
             )
@@ -343,6 +356,30 @@ class Reconciler:
             noted = bool(item.get("dead_lettered_at")) or (overdue and self._ledger.note_dead_lettered(item, reason))
             report.dead_lettered += noted
 
+    # ----- BLOCKED objects of an account whose link works again ------------------------------------------------------
+    def _relinked(self, report: PassReport, deadline: Deadline, state: dict[str, Any], owner: str) -> None:
+        """Once an account's link works again (a retried object's call passed, or a person re-linked it), its objects
+        BLOCKED before then are sent once, each by an S3-shaped event (their claims keep a repeat from Cobalt)."""
+        if self._resend is None:
+            return
+        blocked: list[dict[str, Any]] | None = None
+        for account in self._accounts().accounts:
+            link = self._ledger.get_account_link(account.reference_id) or {}
+            relinked_at = str(link.get("status_at") or "")
+            if link.get("status") != "LINKED" or relinked_at <= str(link.get("resent_at") or ""):
+                continue
+            if blocked is None:
+                blocked = list(self._ledger.open_items(Status.BLOCKED))
+            for item in blocked:
+                if deadline.remaining() < RESERVE_SECONDS:
+                    report.complete = False
+                    return
+                mine = str(item.get("account") or DEFAULT_ACCOUNT) == account.name
+                if mine and str(item.get("status_at") or "") <= relinked_at:
+                    self._resend(self._ledger.item_ref(item), int(item.get("size") or 0))
+                    report.relinked_resent += 1
+            self._ledger.mark_link_resent(account.reference_id, relinked_at)
+
     # ----- NEEDS_REVIEW matched to Cobalt's documents where the evidence is definitive --------------------------------
     def _reviews(self, report: PassReport, deadline: Deadline, state: dict[str, Any], owner: str) -> None:
         now = self._clock()
@@ -419,7 +456,7 @@ class Reconciler:
             report.open_objects[status.value] = count
             if oldest:
                 report.oldest_open_seconds[status.value] = max(0.0, (now - _parse(oldest)).total_seconds())
-        for account in self._accounts():  # the longest-open breaker of any account (docdrop.breaker)
+        for account in self._accounts().names:  # the longest-open breaker of any account (docdrop.breaker)
             breaker = self._ledger.breaker_state(account)
             opened = parse_moment(breaker.get("opened_at")) if breaker.get("open_until") else None
             if opened is not None:

@@ -118,8 +118,9 @@ class ReconcilerSettings:
     outcome_grace_minutes: float = 15.0
     stale_after_hours: float = 24.0
     tag_wait_hours: float = 72.0
-    # SQS gives up on a message after visibility timeout x maxReceiveCount; past this, a PENDING_RETRY is in the DLQ.
+    # A PENDING_RETRY not rewritten for this long was not received again: its message is in the DLQ.
     retry_horizon_minutes: float = 70.0  # the longest wait between tries (60 min), and a margin
+    ingest_queue_url: str = ""  # where a re-linked account's BLOCKED objects are sent again
     foreign_retention_days: float = 7.0
     dead_letter_queue_arn: str = ""
     fingerprint_key_secret: str = ""  # optional: reviews are then matched to webhooks only, not to the event log
@@ -148,6 +149,7 @@ class ReconcilerSettings:
             record_retention_days=int(env.get("RECORD_RETENTION_DAYS") or 0),
             dead_letter_queue_arn=env.get("DEAD_LETTER_QUEUE_ARN", ""),
             fingerprint_key_secret=env.get("FINGERPRINT_KEY_SECRET", ""),
+            ingest_queue_url=env.get("INGEST_QUEUE_URL", ""),
             **optional,
         )
         if settings.stale_after_hours * 60 < settings.outcome_grace_minutes:
