@@ -12,7 +12,7 @@ from docdrop.accounts import CobaltAccounts, parse_prefix_map
 from docdrop.breaker import BreakerSettings
 from docdrop.cobalt import CobaltClient
 from docdrop.ledger import DocumentLedger
-from docdrop.observability import build_logger, build_metrics
+from docdrop.observability import AccountMetrics, build_logger, build_metrics
 from docdrop.retry_schedule import RetrySchedule
 from docdrop.secret_documents import SecretDocument
 from docdrop.settings import UploaderSettings
@@ -22,6 +22,7 @@ from docdrop.uploader import DocumentUploader, upload_sqs_batch
 settings = UploaderSettings.from_env()
 logger = build_logger("uploader")
 metrics = build_metrics("uploader")
+account_metrics = AccountMetrics("uploader")
 _AWS = Config(
     connect_timeout=2,
     read_timeout=10,
@@ -81,4 +82,5 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         metrics=metrics,
         executor=executor,
         delay_message=delay_message if settings.ingest_queue_url else None,
+        account_metrics=account_metrics,
     )

@@ -325,3 +325,15 @@ def test_an_alarm_fires_when_the_breaker_on_cobalt_stays_open_longer_than_the_pa
     assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
     dashboard = str(props("Dashboard")["DashboardBody"])
     assert "CobaltCircuitOpenSeconds" in dashboard and "CobaltCallsDeferred" in dashboard
+
+
+def test_the_dashboard_is_valid_json_and_shows_each_cobalt_account() -> None:
+    import json
+    import re
+
+    body = re.sub(r"\$\{[^}]+\}", "x", props("Dashboard")["DashboardBody"]["Fn::Sub"])
+    widgets = json.loads(body)["widgets"]
+    by_account = [w for w in widgets if "By Cobalt account" in w["properties"].get("title", "")]
+    assert len(by_account) == 1
+    queries = [m[0]["expression"] for m in by_account[0]["properties"]["metrics"]]
+    assert all("GROUP BY account" in q for q in queries) and any("DocumentsBlocked" in q for q in queries)

@@ -152,3 +152,20 @@ def test_when_a_retried_objects_call_passes_the_reconciler_sends_the_accounts_ot
     assert stack.view("second.pdf").status == Status.SUBMITTED
     assert _reference_of(stack, "second.pdf") == ["clinic-north"]
     assert reconciler.run(Deadline(60)).relinked_resent == 0  # once per re-link
+
+
+def test_metric_dimensions_are_only_the_service_and_the_account_name(
+    two_accounts: UploaderStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack = two_accounts
+    capsys.readouterr()
+    stack.put("metrics-main.pdf", pdf_bytes("metrics main"), tags(cobalt_account="main"))
+    stack.put("metrics-north.pdf", pdf_bytes("metrics north"), tags(cobalt_account="north"))
+    stack.drain()
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    dimension_sets = [
+        frozenset(dims) for d in documents for m in d["_aws"]["CloudWatchMetrics"] for dims in m["Dimensions"]
+    ]
+    assert set(dimension_sets) == {frozenset({"service"}), frozenset({"service", "account"})}
+    per_account = {(d["account"], sum(d.get("DocumentsSubmitted", []))) for d in documents if "account" in d}
+    assert per_account == {("main", 1.0), ("north", 1.0)}  # the operator's labels: bounded by the secret's accounts

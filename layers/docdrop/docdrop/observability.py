@@ -5,6 +5,7 @@ Metric dimensions are only the service name: never an MRN, key, folder or docume
 
 from __future__ import annotations
 
+import threading
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -69,3 +70,46 @@ def build_metrics(service: str) -> Metrics:
     from aws_lambda_powertools import Metrics
 
     return Metrics(namespace=NAMESPACE, service=service)
+
+
+# Counted per Cobalt account as well, with the dimensions service and account (the operator's label, never PHI; as
+# many values as accounts in the secret).
+ACCOUNT_METRICS = frozenset(
+    {
+        MetricName.DOCUMENTS_SUBMITTED,
+        MetricName.DOCUMENTS_BLOCKED,
+        MetricName.DOCUMENTS_RETRIED,
+        MetricName.COBALT_CALLS_DEFERRED,
+    }
+)
+
+
+class AccountMetrics:
+    """Per-account counts of one invocation, flushed once at its end as one EMF document per account."""
+
+    def __init__(self, service: str) -> None:
+        self._service = service
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, str, str], float] = {}
+
+    def add(self, account: str, name: str, unit: str, value: float) -> None:
+        if name not in ACCOUNT_METRICS:
+            return
+        with self._lock:
+            key = (account, name, unit)
+            self._counts[key] = self._counts.get(key, 0.0) + value
+
+    def flush(self) -> None:
+        from aws_lambda_powertools.metrics import EphemeralMetrics
+
+        with self._lock:
+            counts, self._counts = self._counts, {}
+        by_account: dict[str, list[tuple[str, str, float]]] = {}
+        for (account, name, unit), value in counts.items():
+            by_account.setdefault(account, []).append((name, unit, value))
+        for account, values in sorted(by_account.items()):
+            metrics = EphemeralMetrics(namespace=NAMESPACE, service=self._service)
+            metrics.add_dimension(name="account", value=account)
+            for name, unit, value in values:
+                metrics.add_metric(name=name, unit=unit, value=value)
+            metrics.flush_metrics()

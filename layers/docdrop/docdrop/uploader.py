@@ -42,7 +42,7 @@ from docdrop.ledger import (
     Status,
     now_iso,
 )
-from docdrop.observability import MetricName
+from docdrop.observability import AccountMetrics, MetricName
 from docdrop.retry_schedule import RetrySchedule
 from docdrop.s3_events import ObjectEvent, UnreadableMessage, parse_s3_notifications
 
@@ -97,6 +97,7 @@ class ObjectResult:
     retry_later: bool = False
     metrics: tuple[Metric, ...] = ()
     retry_in_seconds: int | None = None  # Cobalt unavailable: the queue's delay before the message is received again
+    account: str | None = None  # the Cobalt account it went to, for the per-account counts
 
 
 @dataclasses.dataclass
@@ -229,7 +230,7 @@ class DocumentUploader:
             return settled
         duplicate = self._identical_one_sent(ref, claim, decision, digest)
         if duplicate is not None:
-            return duplicate
+            return dataclasses.replace(duplicate, account=account.name)
         # No call through a dead login: only this account waits. A BLOCKED version sent again (a person's retry or
         # re-tag) is the one call that tries the link.
         if self._link_broken(account) and claim.previous_status != Status.BLOCKED.value:
@@ -238,13 +239,13 @@ class DocumentUploader:
                 f"then run docdrop accounts relink {account.name}; this object is sent then, once"
             )
             self._record(ref, claim.token, Status.BLOCKED, reason, cobalt_error="login_required")
-            return ObjectResult(
-                ref.object_id, Status.BLOCKED, metrics=(_RECEIVED, _count(MetricName.DOCUMENTS_BLOCKED))
-            )
+            blocked = (_RECEIVED, _count(MetricName.DOCUMENTS_BLOCKED))
+            return ObjectResult(ref.object_id, Status.BLOCKED, metrics=blocked, account=account.name)
         filename = posixpath.basename(ref.key) or "document" + EXTENSIONS[content_type]
-        return self._send(
+        sent = self._send(
             ref, claim.token, decision.fields, filename, content_type, content, deadline, receive_count, account
         )
+        return dataclasses.replace(sent, account=account.name)
 
     def _breaker(self, account: CobaltAccount | None) -> CobaltBreaker | None:
         if self._breaker_settings is None:
@@ -593,6 +594,7 @@ def upload_sqs_batch(
     metrics: MetricSink,
     executor: Executor,
     delay_message: Callable[[str, int], None] | None = None,
+    account_metrics: AccountMetrics | None = None,
 ) -> dict[str, Any]:
     """Process one SQS batch: objects in parallel (bounded by `executor`), partial failures reported to SQS.
 
@@ -611,8 +613,11 @@ def upload_sqs_batch(
             return
         outcome = task.exception()
         if outcome is None:
-            for name, unit, value in task.result().metrics:
+            result = task.result()
+            for name, unit, value in result.metrics:
                 metrics.add_metric(name, unit, value)
+                if account_metrics is not None and result.account:
+                    account_metrics.add(result.account, name, unit, value)
         elif not isinstance(outcome, RetryLater):
             # Type and error code only: exception texts can quote keys.
             code = outcome.response.get("Error", {}).get("Code") if isinstance(outcome, ClientError) else None
@@ -651,7 +656,13 @@ def upload_sqs_batch(
         return len(events)
 
     processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    result: dict[str, Any] = dict(
-        async_process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
-    )
+    try:
+        result: dict[str, Any] = dict(
+            async_process_partial_response(
+                event=event, record_handler=record_handler, processor=processor, context=context
+            )
+        )
+    finally:
+        if account_metrics is not None:
+            account_metrics.flush()
     return result
