@@ -57,7 +57,9 @@ class OpenLoops:
     refs: dict[str, ObjectRef] = field(default_factory=dict)
     fingerprint_key: bytes | None = None
 
-    def reconciler(self, cobalt: CobaltClient | None = None, **deadlines: timedelta) -> Reconciler:
+    def reconciler(
+        self, cobalt: CobaltClient | None = None, accounts: Any = None, **deadlines: timedelta
+    ) -> Reconciler:
         joiner = OutcomeJoiner(self.ledger, self.metrics, logging.getLogger("test.outcomes"))
         return Reconciler(
             self.ledger,
@@ -70,6 +72,7 @@ class OpenLoops:
             clock=self.clock,
             event_log_page_size=self.page_size,
             fingerprint_key=(lambda: self.fingerprint_key or b"") if self.fingerprint_key else None,
+            **({"accounts": accounts} if accounts is not None else {}),
         )
 
     def run(self, after: timedelta, budget: Deadline | None = None) -> PassReport:

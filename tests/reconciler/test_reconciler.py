@@ -172,6 +172,20 @@ def test_outcomes_of_documents_docdrop_never_sent_are_never_counted_and_expire(l
     assert loops.ledger.list_by_status(Status.UPLOADED) == []
 
 
+def test_an_outcome_for_an_access_token_no_account_holds_is_set_aside_and_counted_apart(loops: OpenLoops) -> None:
+    from docdrop.accounts import CobaltAccounts
+
+    theirs = loops.send_elsewhere("other-practice.pdf")  # sent with the token whose reference is clinic-main
+    loops.wait_for_outcomes(1)
+    loops.deliver_as_webhook(theirs)
+    ours = {"accounts": {"north": {"access_token": "at_north", "reference_id": "clinic-north"}}}
+    loops.clock.offset = AFTER_GRACE
+    report = loops.reconciler(accounts=lambda: CobaltAccounts.from_secret(ours)).run(Deadline(60))
+    assert (report.foreign, report.foreign_unknown_account) == (1, 1)
+    assert loops.metrics.counts["OutcomesOfUnknownAccounts"] == 1
+    assert loops.ledger.list_by_status(Status.UPLOADED) == []  # never counted as a DocDrop document
+
+
 def test_a_second_pass_while_one_runs_does_nothing(loops: OpenLoops) -> None:
     assert loops.ledger.acquire_run_lease(RUN_NAME, "someone-else", 60)
     report = loops.run(AFTER_GRACE)

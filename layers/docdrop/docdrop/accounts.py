@@ -25,6 +25,7 @@ class CobaltAccount:
     name: str
     access_token: str
     reference_id: str  # Cobalt's access_token_reference_id, echoed in its webhooks; the name when none is set
+    declared: bool = True  # False: the secret gave no reference id, so Cobalt's events cannot be told to be its
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,12 +40,12 @@ class CobaltAccounts:
             for name, value in sorted(named.items()):
                 if not isinstance(value, Mapping) or not str(value.get("access_token") or ""):
                     continue  # an account without a token cannot send: it is as good as absent
-                reference = str(value.get("reference_id") or value.get("access_token_reference_id") or name)
-                found.append(CobaltAccount(str(name), str(value["access_token"]), reference))
+                given = value.get("reference_id") or value.get("access_token_reference_id")
+                found.append(CobaltAccount(str(name), str(value["access_token"]), str(given or name), bool(given)))
             return cls(tuple(found))
         token = str(document.get("access_token") or "")
-        reference = str(document.get("reference_id") or document.get("access_token_reference_id") or DEFAULT)
-        return cls((CobaltAccount(DEFAULT, token, reference),) if token else ())
+        given = document.get("reference_id") or document.get("access_token_reference_id")
+        return cls((CobaltAccount(DEFAULT, token, str(given or DEFAULT), bool(given)),) if token else ())
 
     @property
     def names(self) -> list[str]:

@@ -52,6 +52,7 @@ class MetricName(StrEnum):
     INTERRUPTED_CLAIMS = "InterruptedClaims"
     PENDING_RETRY_DEAD_LETTERED = "PendingRetryDeadLettered"
     FOREIGN_OUTCOMES = "ForeignOutcomes"
+    OUTCOMES_OF_UNKNOWN_ACCOUNTS = "OutcomesOfUnknownAccounts"  # foreign, and for a token no account here holds
     OPEN_OBJECTS = "OpenObjects"
     OLDEST_OPEN_SECONDS = "OldestOpenSeconds"
     OPEN_SUBMITTED = "OpenSubmitted"

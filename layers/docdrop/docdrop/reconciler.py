@@ -99,6 +99,7 @@ class PassReport:
     open_submitted_past_grace: int = 0
     open_objects: dict[str, int] = dataclasses.field(default_factory=dict)
     oldest_open_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+    foreign_unknown_account: int = 0  # of those, outcomes for an access token no account in the secret holds
     relinked_resent: int = 0  # BLOCKED objects sent again because their account's link works again
     cobalt_circuit_open_seconds: float = 0.0  # the longest-open breaker on Cobalt (docdrop.breaker)
 
@@ -437,6 +438,9 @@ class Reconciler:
     # ----- outcomes of documents that are not DocDrop's -------------------------------------------------------------
     def _foreign(self, report: PassReport, deadline: Deadline, state: dict[str, Any], owner: str) -> None:
         now = self._clock()
+        accounts = self._accounts().accounts
+        # Only when every account names its reference id can an event be told to be none of theirs.
+        known = {a.reference_id for a in accounts} if accounts and all(a.declared for a in accounts) else None
         for document in self._ledger.unjoined_documents(before=now - self._deadlines.outcome_grace):
             if deadline.remaining() < RESERVE_SECONDS:
                 report.complete = False
@@ -447,6 +451,11 @@ class Reconciler:
                 continue  # it may be an open review's document: kept for the match, or for a person
             elif self._ledger.mark_foreign(str(document["document_id"]), now + self._deadlines.foreign_retention):
                 report.foreign += 1
+                events = document.get("events") or []
+                reference = next(
+                    (e["access_token_reference_id"] for e in events if e.get("access_token_reference_id")), None
+                )
+                report.foreign_unknown_account += known is not None and bool(reference) and reference not in known
 
     # ----- what is still open -------------------------------------------------------------------------------------
     def _gauges(self, report: PassReport) -> None:
@@ -476,6 +485,7 @@ class Reconciler:
             (MetricName.INTERRUPTED_CLAIMS, report.interrupted),
             (MetricName.PENDING_RETRY_DEAD_LETTERED, report.dead_lettered),
             (MetricName.FOREIGN_OUTCOMES, report.foreign),
+            (MetricName.OUTCOMES_OF_UNKNOWN_ACCOUNTS, report.foreign_unknown_account),
             (MetricName.OPEN_OBJECTS, sum(report.open_objects.values())),
             (MetricName.OPEN_SUBMITTED, report.open_objects.get(Status.SUBMITTED.value, 0)),
             (MetricName.OPEN_SUBMITTED_PAST_GRACE, report.open_submitted_past_grace),
