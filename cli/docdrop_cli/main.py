@@ -171,10 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
     accounts = command(
         "accounts",
         "List the Cobalt accounts: link state, since when, open objects. `accounts relink NAME` marks an account's "
-        "link working again and sends its BLOCKED objects once.",
+        "link working again and sends its BLOCKED objects once. `accounts alarms` keeps one alarm per account, named "
+        "after it, in step with the credentials secret.",
         accounts_command,
     )
-    accounts.add_argument("action", nargs="?", choices=["list", "relink"], default="list")
+    accounts.add_argument("action", nargs="?", choices=["list", "relink", "alarms"], default="list")
     accounts.add_argument("name", nargs="?", help="the account, for relink")
     accounts.add_argument("--by", help="who re-linked it (recorded)")
     accounts.add_argument("--json", action="store_true", help="JSON instead of a table")

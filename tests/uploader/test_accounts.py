@@ -169,3 +169,31 @@ def test_metric_dimensions_are_only_the_service_and_the_account_name(
     assert set(dimension_sets) == {frozenset({"service"}), frozenset({"service", "account"})}
     per_account = {(d["account"], sum(d.get("DocumentsSubmitted", []))) for d in documents if "account" in d}
     assert per_account == {("main", 1.0), ("north", 1.0)}  # the operator's labels: bounded by the secret's accounts
+
+
+def test_accounts_alarms_keeps_one_alarm_per_account_named_after_it_in_step_with_the_secret(
+    two_accounts: UploaderStack, tmp_path: Path
+) -> None:
+    import boto3
+
+    stack = two_accounts
+    endpoint = stack.module.credentials._client.meta.endpoint_url  # the stack's moto server
+    topic = boto3.client("sns", endpoint_url=endpoint, region_name="us-east-1").create_topic(Name="docdrop-alarms")
+    stack_file = stack.stack_file(tmp_path)
+    info = json.loads(stack_file.read_text())
+    stack_file.write_text(json.dumps({**info, "alarm_topic_arn": topic["TopicArn"]}))
+
+    out = io.StringIO()
+    assert cli.main(["accounts", "alarms", "--json", "--local", str(stack_file)], out=out) == 0
+    assert json.loads(out.getvalue()) == {"alarms": ["DocDrop-blocked-main", "DocDrop-blocked-north"], "deleted": []}
+    cloudwatch = boto3.client("cloudwatch", endpoint_url=endpoint, region_name="us-east-1")
+    alarm = cloudwatch.describe_alarms(AlarmNames=["DocDrop-blocked-north"])["MetricAlarms"][0]
+    assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]} == {"service": "uploader", "account": "north"}
+    assert alarm["AlarmActions"] == [topic["TopicArn"]] and "docdrop accounts relink north" in alarm["AlarmDescription"]
+
+    fewer = {**ACCOUNTS, "accounts": {"main": ACCOUNTS["accounts"]["main"]}}  # a practice leaves
+    secrets = stack.module.credentials._client
+    secrets.put_secret_value(SecretId=stack.module.settings.cobalt_credentials_secret, SecretString=json.dumps(fewer))
+    out = io.StringIO()
+    assert cli.main(["accounts", "alarms", "--json", "--local", str(stack_file)], out=out) == 0
+    assert json.loads(out.getvalue()) == {"alarms": ["DocDrop-blocked-main"], "deleted": ["DocDrop-blocked-north"]}
