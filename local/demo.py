@@ -55,6 +55,9 @@ class Sample:
     late_tags: dict[str, str] | None = None  # put once the object waits for its tags
     duplicate_event: bool = False  # the S3 event is delivered a second time
     webhook_fault: str | None = None  # the sandbox's webhook fault for this file (e.g. never sent)
+    link_breaks: bool = (
+        False  # dropped once its practice's other document is in; its EHR link breaks, then is re-linked
+    )
 
     @property
     def reaches_cobalt(self) -> bool:
@@ -142,6 +145,21 @@ def samples() -> list[Sample]:
             Status.REJECTED,
             "folder tag never comes: tag deadline",
         ),
+        Sample(
+            "north/intake-north.pdf",
+            pdf_bytes("North practice intake"),
+            {"patient_mrn": "100002", "folder_name": "MedicalRecords"},
+            Status.UPLOADED,
+            "second practice (account north, by prefix)",
+        ),
+        Sample(
+            "north/link-broken.pdf",
+            pdf_bytes("North practice, link broken"),
+            {"patient_mrn": "100003", "folder_name": "MedicalRecords"},
+            Status.UPLOADED,
+            "north's EHR link breaks: BLOCKED, re-linked, sent once",
+            link_breaks=True,
+        ),
     ]
 
 
@@ -186,7 +204,8 @@ def run_samples(stack: LocalStack, timeout: float = 180.0, out: Callable[[str], 
     if stack.sandbox is not None:
         named = {s.name.rsplit("/", 1)[-1]: s.webhook_fault for s in samples() if s.webhook_fault}
         stack.sandbox.set_faults(dataclasses.replace(stack.sandbox.faults, webhook_fault_by_filename=named))
-    for sample in samples():
+
+    def put_sample(sample: Sample) -> None:
         key = info.prefix + sample.name
         answer = s3.put_object(
             Bucket=info.bucket, Key=key, Body=sample.content, Tagging=urlencode(sample.tags), Metadata=sample.metadata
@@ -195,7 +214,13 @@ def run_samples(stack: LocalStack, timeout: float = 180.0, out: Callable[[str], 
         if sample.duplicate_event:
             body = s3_notification(info.bucket, key, answer["VersionId"], len(sample.content))
             sqs.send_message(QueueUrl=info.queue_url, MessageBody=body)
+
+    later = [s for s in samples() if s.link_breaks and stack.sandbox is not None]
+    for sample in samples():
+        if sample not in later:
+            put_sample(sample)
     out(f"Dropped {len(drops)} sample documents into s3://{info.bucket}/{info.prefix}; waiting for their outcomes...")
+    relinked = False
 
     started = time.monotonic()
     last_line = ""
@@ -213,8 +238,18 @@ def run_samples(stack: LocalStack, timeout: float = 180.0, out: Callable[[str], 
                     Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in drop.sample.late_tags.items()]},
                 )
                 drop.tagged_late = True
-            if status in SETTLED:
+            if drop.sample.link_breaks and status == Status.BLOCKED and not relinked:
+                relinked = _relink_north(stack, out)
+            if status in (TERMINAL if drop.sample.link_breaks else SETTLED):
                 drop.settled_at = time.time()
+        north = next((d for d in drops if d.sample.name == "north/intake-north.pdf"), None)
+        if later and north is not None and north.settled_at is not None:
+            assert stack.sandbox is not None
+            out("  north's EHR link breaks (Cobalt: login_required); its next document waits, BLOCKED")
+            stack.sandbox.set_login_required("clinic-north", True)
+            for sample in later:
+                put_sample(sample)
+            later = []
         counts = Counter(d.view.status if d.view else "NOT YET SEEN" for d in drops)
         elapsed = time.monotonic() - started
         settled = sum(1 for d in drops if d.settled_at is not None)
@@ -224,13 +259,28 @@ def run_samples(stack: LocalStack, timeout: float = 180.0, out: Callable[[str], 
         if line.split("]", 1)[1] != last_line.split("]", 1)[-1]:
             out(line)
             last_line = line
-        if settled == len(drops) or elapsed > timeout:
+        if (settled == len(drops) and not later) or elapsed > timeout:
             break
         time.sleep(0.5)
 
     out("")
     out(_table(drops))
     return _verdict(stack, drops, out)
+
+
+def _relink_north(stack: LocalStack, out: Callable[[str], None]) -> bool:
+    """A person re-links north's EHR login in Cobalt, then runs `docdrop accounts relink north`."""
+    import docdrop_cli.main as docdrop
+
+    assert stack.sandbox is not None
+    stack.sandbox.set_login_required("clinic-north", False)
+    said = io.StringIO()
+    code = docdrop.main(["accounts", "relink", "north", "--by", "demo", "--local", str(stack.options.state_dir)], said)
+    out(
+        "  north re-linked: docdrop accounts relink north"
+        + (" (its BLOCKED document is sent once)" if code == 0 else "")
+    )
+    return code == 0
 
 
 def _table(drops: list[Dropped]) -> str:

@@ -54,6 +54,17 @@ SANDBOX_CREDENTIALS = {
     "client_secret": "cs_test_docdrop",
     "access_token": "at_test_clinic_main",
 }
+# With the sandbox the stack serves two practices (docdrop.accounts): objects under north/ go to the account "north",
+# the rest to "main".
+SANDBOX_ACCOUNTS = {
+    "client_id": SANDBOX_CREDENTIALS["client_id"],
+    "client_secret": SANDBOX_CREDENTIALS["client_secret"],
+    "accounts": {
+        "main": {"access_token": "at_test_clinic_main", "reference_id": "clinic-main"},
+        "north": {"access_token": "at_test_clinic_north", "reference_id": "clinic-north"},
+    },
+}
+SANDBOX_ACCOUNT_PREFIXES = "north/=north,*=main"
 
 
 @dataclasses.dataclass
@@ -333,7 +344,7 @@ class LocalStack:
             )
             return moto_url, "moto (fallback)"
 
-    def _start_cobalt(self) -> tuple[str, dict[str, str]]:
+    def _start_cobalt(self) -> tuple[str, dict[str, Any]]:
         if self.options.cobalt_url:
             return self.options.cobalt_url.rstrip("/"), cobalt_credentials_from_env()
         config = SandboxConfig.load()
@@ -341,7 +352,8 @@ class LocalStack:
         self.sandbox = CobaltSandbox(config, self.options.faults or FaultSettings())
         self.sandbox.serve(0)
         self._exit.callback(self.sandbox.stop)
-        return self.sandbox.base_url, dict(SANDBOX_CREDENTIALS)
+        self._set_env({"COBALT_ACCOUNT_PREFIXES": SANDBOX_ACCOUNT_PREFIXES})
+        return self.sandbox.base_url, dict(SANDBOX_ACCOUNTS)
 
     def _log_to_file(self, module: ModuleType, path: Path) -> None:
         """A function's JSON log lines go to a file, as CloudWatch Logs keeps them apart from the console."""

@@ -46,11 +46,17 @@ class SecretStore:
 
 
 def credentials_problem(credentials: dict[str, Any]) -> str | None:
-    """What is wrong with the Cobalt credentials secret's values, if anything."""
-    missing = [k for k in ("client_id", "client_secret", "access_token") if not str(credentials.get(k) or "").strip()]
-    placeholders = [k for k in ("client_id", "client_secret", "access_token") if credentials.get(k) == PLACEHOLDER]
+    """What is wrong with the Cobalt credentials secret's values, if anything (one token, or named accounts)."""
+    from docdrop.accounts import CobaltAccounts
+
+    missing = [k for k in ("client_id", "client_secret") if not str(credentials.get(k) or "").strip()]
+    accounts = CobaltAccounts.from_secret(credentials).accounts
+    if not accounts:
+        missing.append("access_token (or accounts)")
     if missing:
         return "missing " + ", ".join(missing)
+    placeholders = [k for k in ("client_id", "client_secret") if credentials.get(k) == PLACEHOLDER]
+    placeholders += [f"{a.name}'s access_token" for a in accounts if a.access_token == PLACEHOLDER]
     if placeholders:
         return "still the template's placeholder: " + ", ".join(placeholders)
     return None

@@ -62,7 +62,7 @@ def test_status_filters_by_age_and_writes_csv(cli_stack: CliStack) -> None:
         "created_at",
         "updated_at",
     }
-    assert {r["account"] for r in rows if r["key"] == ref.key} == {"default"}  # today's single-token secret
+    assert {r["account"] for r in rows if r["key"] == ref.key} == {"main"}  # the local stack's fallback account
     older = stack.docdrop("status", "--status", "UPLOADED", "--older-than", "1h", "--json")
     assert older.code == 0 and older.json() == []  # nothing of this run is an hour old
 

@@ -69,7 +69,7 @@ def test_the_demo_settles_every_sample_where_it_should_and_exits_zero(tmp_path: 
     output, _ = process.communicate(timeout=400)
 
     assert process.returncode == 0, output[-3000:]
-    assert "All 10 documents ended where they should" in output
+    assert "All 12 documents ended where they should" in output
     table = output[output.index("object ") :]
     # The reconciler's two samples: a webhook never sent, recovered from Cobalt's event log; tags that never came.
     lost = next(line for line in table.splitlines() if line.startswith("scanner/webhook-lost.pdf"))

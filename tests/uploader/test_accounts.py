@@ -197,3 +197,17 @@ def test_accounts_alarms_keeps_one_alarm_per_account_named_after_it_in_step_with
     out = io.StringIO()
     assert cli.main(["accounts", "alarms", "--json", "--local", str(stack_file)], out=out) == 0
     assert json.loads(out.getvalue()) == {"alarms": ["DocDrop-blocked-main"], "deleted": ["DocDrop-blocked-north"]}
+
+
+def test_routing_takes_the_tag_then_the_longest_prefix_then_the_fallback_then_the_only_account() -> None:
+    from docdrop.accounts import CobaltAccounts, parse_prefix_map, route
+
+    two = CobaltAccounts.from_secret(ACCOUNTS)
+    prefixes = parse_prefix_map("north/=north, north/main-desk/=main, *=main")
+    assert route(two, "north", "inbox/main.pdf", "inbox/", prefixes).account.name == "north"  # the tag first
+    assert route(two, None, "inbox/north/a.pdf", "inbox/", prefixes).account.name == "north"
+    assert route(two, None, "inbox/north/main-desk/a.pdf", "inbox/", prefixes).account.name == "main"  # longest
+    assert route(two, None, "inbox/elsewhere/a.pdf", "inbox/", prefixes).account.name == "main"  # the fallback
+    assert route(two, None, "inbox/elsewhere/a.pdf", "inbox/", {}).problem.startswith("No Cobalt account named")
+    one = CobaltAccounts.from_secret(AUTH)
+    assert route(one, None, "inbox/a.pdf", "inbox/", {}).account.name == "default"  # nothing to name

@@ -60,8 +60,11 @@ class CobaltAccounts:
         return next((a for a in self.accounts if a.reference_id == reference_id), None)
 
 
+FALLBACK = "*"  # `*=main` in the prefix map: objects that name no account and match no prefix go to `main`
+
+
 def parse_prefix_map(text: str | None) -> dict[str, str]:
-    """`practice-a/=a,practice-b/=b` → {"practice-a/": "a", "practice-b/": "b"}."""
+    """`practice-a/=a,practice-b/=b,*=a` → {"practice-a/": "a", "practice-b/": "b", "*": "a"}."""
     result: dict[str, str] = {}
     for part in (text or "").split(","):
         prefix, _, name = part.strip().partition("=")
@@ -87,7 +90,7 @@ def route(
             return Route(None, f"Unknown Cobalt account {named.strip()!r} (cobalt_account); accounts known: {known}")
         return Route(found)
     relative = key[len(watched_prefix) :] if key.startswith(watched_prefix) else key
-    for prefix in sorted(prefixes, key=len, reverse=True):
+    for prefix in sorted((p for p in prefixes if p != FALLBACK), key=len, reverse=True):
         if relative.startswith(prefix) or key.startswith(prefix):
             found = accounts.get(prefixes[prefix])
             if found is None:
@@ -96,7 +99,7 @@ def route(
                     f"The prefix {prefix!r} maps to the unknown account {prefixes[prefix]!r}; accounts known: {known}",
                 )
             return Route(found)
-    only = accounts.get(None)
+    only = accounts.get(prefixes[FALLBACK]) if FALLBACK in prefixes else accounts.get(None)
     if only is None:
         return Route(None, f"No Cobalt account named: tag it cobalt_account (accounts known: {known})")
     return Route(only)
