@@ -121,6 +121,18 @@ class UploaderStack:
     def uploads(self) -> list[dict[str, Any]]:
         return self.sandbox._public_documents()
 
+    def wait_for_outcome_event(self, document_id: str, seconds: float = 10.0) -> None:
+        """Until the sandbox's EMR robot has made the document's outcome event (its log holds it, sent or not)."""
+        import time
+
+        deadline = time.monotonic() + seconds
+        while not any(
+            r["event"]["type"].startswith("document.") and r["event"]["data"].get("document_id") == document_id
+            for r in list(self.sandbox.events)
+        ):
+            assert time.monotonic() < deadline, "the sandbox made no outcome event"
+            time.sleep(0.05)
+
     def stack_file(self, directory: Path) -> Path:
         """A local-stack.json naming this stack's servers and resources, for the docdrop command line."""
         path = directory / "local-stack.json"

@@ -211,3 +211,52 @@ def test_routing_takes_the_tag_then_the_longest_prefix_then_the_fallback_then_th
     assert route(two, None, "inbox/elsewhere/a.pdf", "inbox/", {}).problem.startswith("No Cobalt account named")
     one = CobaltAccounts.from_secret(AUTH)
     assert route(one, None, "inbox/a.pdf", "inbox/", {}).account.name == "default"  # nothing to name
+
+
+def test_a_lost_webhook_of_one_account_is_recovered_from_that_accounts_event_log(two_accounts: UploaderStack) -> None:
+    import logging
+    from datetime import UTC, datetime, timedelta
+    from typing import Any
+
+    from docdrop.accounts import CobaltAccounts
+    from docdrop.cobalt import CobaltClient, EventLogPage
+    from docdrop.outcomes import OutcomeJoiner
+    from docdrop.reconciler import Deadlines, Reconciler
+    from docdrop.uploader import Deadline
+
+    from local.cobalt_sandbox import FaultSettings
+    from tests.reconciler.conftest import RecordedMetrics
+
+    stack = two_accounts
+    stack.sandbox.set_faults(FaultSettings(webhook_fault_by_filename={"lost-north.pdf": "webhook_never_sent"}))
+    stack.put("lost-north.pdf", pdf_bytes("lost north"), tags(cobalt_account="north"))
+    stack.drain()
+    assert stack.view("lost-north.pdf").status == Status.SUBMITTED
+    stack.wait_for_outcome_event(str(stack.view("lost-north.pdf").document_id))
+
+    read_as: list[str | None] = []
+
+    class RecordingCobalt(CobaltClient):
+        def webhook_events(self, **kwargs: Any) -> EventLogPage:
+            read_as.append(kwargs.get("account"))
+            return super().webhook_events(**kwargs)
+
+    class Later:
+        def __call__(self) -> datetime:
+            return datetime.now(UTC) + timedelta(minutes=20)  # past the outcome grace
+
+    metrics = RecordedMetrics()
+    reconciler = Reconciler(
+        stack.ledger,
+        RecordingCobalt(stack.sandbox.base_url, lambda refresh: ACCOUNTS),
+        OutcomeJoiner(stack.ledger, metrics, logging.getLogger("test")),
+        Deadlines.defaults(),
+        metrics=metrics,
+        logger=logging.getLogger("test"),
+        clock=Later(),
+        accounts=lambda: CobaltAccounts.from_secret(ACCOUNTS),
+    )
+    report = reconciler.run(Deadline(60))
+    assert report.recovered_from_event_log == 1
+    assert set(read_as) == {"north"}  # only the account with an open submission, with its own token
+    assert stack.ledger.get_object(stack.ref("lost-north.pdf"))["status"] == "UPLOADED"

@@ -183,6 +183,7 @@ def test_a_submission_cobalt_accepted_but_docdrop_could_not_record_is_kept_and_c
     assert stack.ledger.get_object(stack.ref("unrecorded.pdf"))["status"] == "RECEIVED"
     kept = stack.ledger.get_document(sent["document_id"])
     assert kept["object_id"] == stack.ref("unrecorded.pdf").object_id  # the document id is not only in a log line
+    stack.wait_for_outcome_event(sent["document_id"])
 
     _reconcile_after(stack, timedelta(minutes=16))  # records the submission, then finds the outcome in the log
 

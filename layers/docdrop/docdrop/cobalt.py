@@ -377,6 +377,7 @@ class CobaltClient:
         page: int,
         page_size: int = 100,
         delivery_status: str | None = None,
+        account: str | None = None,
     ) -> EventLogPage:
         """GET /v1/webhook-events: one page of past events (of a type, a delivery status) since `start_date`, oldest
         first.
@@ -396,7 +397,7 @@ class CobaltClient:
         try:
             response = self._session.get(
                 self._base + "/webhook-events",
-                headers=self._headers(False),
+                headers=self._headers(False, account),
                 params=params,
                 timeout=self.timeout,
                 allow_redirects=False,

@@ -282,6 +282,52 @@ class Reconciler:
             cursor = {"start_date": start.isoformat(), "pages": {}}
         state[cursor_name] = cursor
         found: set[str] = set()
+        for account, log_cursor in self._event_logs(wanted, reviews, cursor_name, cursor, state):
+            if not self._read_event_log(
+                report, deadline, wanted, reviews, known, start, log_cursor, account, found, from_first_page
+            ):
+                return False
+            if wanted and wanted.keys() <= found:
+                break
+        return True
+
+    def _event_logs(
+        self,
+        wanted: dict[str, dict[str, Any]],
+        reviews: Mapping[str, datetime] | None,
+        cursor_name: str,
+        cursor: dict[str, Any],
+        state: dict[str, Any],
+    ) -> list[tuple[str | None, dict[str, Any]]]:
+        """Whose event log to read: each account with open submissions, with a cursor each (Cobalt's docs do not say
+        whether the log is per access token or per client: read per account, and the event ids de-duplicate)."""
+        accounts = self._accounts()
+        names = sorted({str(i.get("account")) for i in wanted.values() if accounts.get(str(i.get("account") or ""))})
+        if reviews or len(accounts.accounts) <= 1 or not names:
+            return [(None, cursor)]
+        logs: list[tuple[str | None, dict[str, Any]]] = []
+        for name in names:
+            own = state.get(f"{cursor_name}#{name}")
+            if not isinstance(own, dict) or own.get("start_date") != cursor["start_date"]:
+                own = {"start_date": cursor["start_date"], "pages": {}}
+            state[f"{cursor_name}#{name}"] = own
+            logs.append((name, own))
+        return logs
+
+    def _read_event_log(
+        self,
+        report: PassReport,
+        deadline: Deadline,
+        wanted: dict[str, dict[str, Any]],
+        reviews: Mapping[str, datetime] | None,
+        known: set[str],
+        start: date,
+        cursor: dict[str, Any],
+        account: str | None,
+        found: set[str],
+        from_first_page: bool,
+    ) -> bool:
+        """One account's log (None: the first account's), oldest first from `start`, resuming at `cursor`."""
         for event_type in OUTCOMES:
             reached = int(cursor["pages"].get(event_type, 1))
             page = 1 if from_first_page else max(1, reached - 1)
@@ -291,7 +337,7 @@ class Reconciler:
                     return False
                 try:
                     result = self._cobalt.webhook_events(
-                        event_type=event_type, start_date=start, page=page, page_size=self._page_size
+                        event_type=event_type, start_date=start, page=page, page_size=self._page_size, account=account
                     )
                 except EventLogUnavailable as exc:
                     self.logger.warning("Cobalt's event log could not be read", extra={"error": str(exc)})
