@@ -6,22 +6,17 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import docdrop_cli.main as cli
 import pytest
 from docdrop.ledger import Status
 
 from local.samples import pdf_bytes
+from local.stack import SANDBOX_ACCOUNTS
 from tests.uploader.conftest import AUTH, UploaderStack, tags
 
-ACCOUNTS = {
-    "client_id": AUTH["client_id"],
-    "client_secret": AUTH["client_secret"],
-    "accounts": {
-        "main": {"access_token": "at_test_clinic_main", "reference_id": "clinic-main"},
-        "north": {"access_token": "at_test_clinic_north", "reference_id": "clinic-north"},
-    },
-}
+ACCOUNTS = SANDBOX_ACCOUNTS  # two practices of the sandbox: main (clinic-main) and north (clinic-north)
 
 
 @pytest.fixture
@@ -34,6 +29,30 @@ def two_accounts(uploader_stack: UploaderStack, monkeypatch: pytest.MonkeyPatch)
     stack.module.credentials.get(refresh=True)
     monkeypatch.setattr(stack.module.uploader, "_account_prefixes", {"north-scans/": "north"})
     return stack
+
+
+def _reconciler(stack: UploaderStack, cobalt: Any = None, **options: Any) -> Any:
+    """The reconciler as its function builds it, over this stack, with the two accounts."""
+    import logging
+
+    from docdrop.accounts import CobaltAccounts
+    from docdrop.cobalt import CobaltClient
+    from docdrop.outcomes import OutcomeJoiner
+    from docdrop.reconciler import Deadlines, Reconciler
+
+    from tests.reconciler.conftest import RecordedMetrics
+
+    metrics = RecordedMetrics()
+    return Reconciler(
+        stack.ledger,
+        cobalt or CobaltClient(stack.sandbox.base_url, lambda refresh: ACCOUNTS),
+        OutcomeJoiner(stack.ledger, metrics, logging.getLogger("test")),
+        Deadlines.defaults(),
+        metrics=metrics,
+        logger=logging.getLogger("test"),
+        accounts=lambda: CobaltAccounts.from_secret(ACCOUNTS),
+        **options,
+    )
 
 
 def _reference_of(stack: UploaderStack, filename: str) -> list[str]:
@@ -106,16 +125,9 @@ def test_a_broken_link_blocks_only_its_account_without_calls_and_relink_sends_it
 def test_when_a_retried_objects_call_passes_the_reconciler_sends_the_accounts_other_blocked_objects_once(
     two_accounts: UploaderStack,
 ) -> None:
-    import logging
 
-    from docdrop.accounts import CobaltAccounts
-    from docdrop.cobalt import CobaltClient
-    from docdrop.outcomes import OutcomeJoiner
-    from docdrop.reconciler import Deadlines, Reconciler
     from docdrop.s3_events import s3_notification
     from docdrop.uploader import Deadline
-
-    from tests.reconciler.conftest import RecordedMetrics
 
     stack = two_accounts
     stack.sandbox.set_login_required("clinic-north", True)
@@ -136,17 +148,7 @@ def test_when_a_retried_objects_call_passes_the_reconciler_sends_the_accounts_ot
             QueueUrl=stack.queues.queue_url, MessageBody=s3_notification(ref.bucket, ref.key, ref.version_id, size)
         )
 
-    metrics = RecordedMetrics()
-    reconciler = Reconciler(
-        stack.ledger,
-        CobaltClient(stack.sandbox.base_url, lambda refresh: AUTH),
-        OutcomeJoiner(stack.ledger, metrics, logging.getLogger("test")),
-        Deadlines.defaults(),
-        metrics=metrics,
-        logger=logging.getLogger("test"),
-        accounts=lambda: CobaltAccounts.from_secret(ACCOUNTS),
-        resend=resend,
-    )
+    reconciler = _reconciler(stack, resend=resend)
     assert reconciler.run(Deadline(60)).relinked_resent == 1
     stack.drain()
     assert stack.view("second.pdf").status == Status.SUBMITTED
@@ -214,18 +216,12 @@ def test_routing_takes_the_tag_then_the_longest_prefix_then_the_fallback_then_th
 
 
 def test_a_lost_webhook_of_one_account_is_recovered_from_that_accounts_event_log(two_accounts: UploaderStack) -> None:
-    import logging
     from datetime import UTC, datetime, timedelta
-    from typing import Any
 
-    from docdrop.accounts import CobaltAccounts
     from docdrop.cobalt import CobaltClient, EventLogPage
-    from docdrop.outcomes import OutcomeJoiner
-    from docdrop.reconciler import Deadlines, Reconciler
     from docdrop.uploader import Deadline
 
     from local.cobalt_sandbox import FaultSettings
-    from tests.reconciler.conftest import RecordedMetrics
 
     stack = two_accounts
     stack.sandbox.set_faults(FaultSettings(webhook_fault_by_filename={"lost-north.pdf": "webhook_never_sent"}))
@@ -245,17 +241,7 @@ def test_a_lost_webhook_of_one_account_is_recovered_from_that_accounts_event_log
         def __call__(self) -> datetime:
             return datetime.now(UTC) + timedelta(minutes=20)  # past the outcome grace
 
-    metrics = RecordedMetrics()
-    reconciler = Reconciler(
-        stack.ledger,
-        RecordingCobalt(stack.sandbox.base_url, lambda refresh: ACCOUNTS),
-        OutcomeJoiner(stack.ledger, metrics, logging.getLogger("test")),
-        Deadlines.defaults(),
-        metrics=metrics,
-        logger=logging.getLogger("test"),
-        clock=Later(),
-        accounts=lambda: CobaltAccounts.from_secret(ACCOUNTS),
-    )
+    reconciler = _reconciler(stack, RecordingCobalt(stack.sandbox.base_url, lambda refresh: ACCOUNTS), clock=Later())
     report = reconciler.run(Deadline(60))
     assert report.recovered_from_event_log == 1
     assert set(read_as) == {"north"}  # only the account with an open submission, with its own token
