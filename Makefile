@@ -10,7 +10,7 @@ IAC_VENV := .venv-iac
 IAC_STAMP := $(IAC_VENV)/.installed
 SAM := SAM_CLI_TELEMETRY=0 $(IAC_VENV)/bin/sam
 
-.PHONY: demo test lint iac build bench open-loops outage sandbox clean
+.PHONY: demo test lint iac build deploy bench open-loops outage sandbox clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,12 @@ iac: $(IAC_STAMP)
 build: $(IAC_STAMP)
 	$(SAM) build --region us-east-1
 
+## deploy: the guided deploy with the project's own SAM CLI; a clinic's answers go to samconfig.local.toml (git-ignored),
+##         started from the tracked samconfig.toml's defaults
+deploy: build
+	test -f samconfig.local.toml || cp samconfig.toml samconfig.local.toml
+	$(SAM) deploy --guided --config-file samconfig.local.toml
+
 ## lint: ruff and mypy over all code
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -67,5 +73,7 @@ outage: $(STAMP)
 sandbox: $(STAMP)
 	$(BIN)/python -m local.cobalt_sandbox --port $(PORT) $(ARGS)
 
+## clean: everything the targets created (virtualenvs, builds, the local stack's state, caches)
 clean:
-	rm -rf $(VENV) .aws-sam .docdrop .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(IAC_VENV) .aws-sam .docdrop .pytest_cache .mypy_cache .ruff_cache .hypothesis cli/build
+	find . -name '*.egg-info' -prune -exec rm -rf {} + -o -name __pycache__ -prune -exec rm -rf {} +

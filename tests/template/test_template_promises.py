@@ -337,3 +337,18 @@ def test_the_dashboard_is_valid_json_and_shows_each_cobalt_account() -> None:
     assert len(by_account) == 1
     queries = [m[0]["expression"] for m in by_account[0]["properties"]["metrics"]]
     assert all("GROUP BY account" in q for q in queries) and any("DocumentsBlocked" in q for q in queries)
+
+
+def test_every_alarm_tells_the_topic_when_it_fires_and_when_it_clears() -> None:
+    for name, alarm in of_type("AWS::CloudWatch::Alarm").items():
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
+        assert alarm["Properties"].get("OKActions") == [{"Ref": "AlarmTopic"}], name
+
+
+def test_log_groups_and_the_key_that_encrypts_them_outlive_the_stack() -> None:
+    groups = of_type("AWS::Logs::LogGroup")
+    assert len(groups) >= 5
+    for name, group in groups.items():
+        assert (group.get("DeletionPolicy"), group.get("UpdateReplacePolicy")) == ("Retain", "Retain"), name
+        assert group["Properties"]["KmsKeyId"] == {"Fn::GetAtt": ["DataKey", "Arn"]}
+    assert RESOURCES["DataKey"]["DeletionPolicy"] == "Retain"
