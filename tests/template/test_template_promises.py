@@ -352,3 +352,26 @@ def test_log_groups_and_the_key_that_encrypts_them_outlive_the_stack() -> None:
         assert (group.get("DeletionPolicy"), group.get("UpdateReplacePolicy")) == ("Retain", "Retain"), name
         assert group["Properties"]["KmsKeyId"] == {"Fn::GetAtt": ["DataKey", "Arn"]}
     assert RESOURCES["DataKey"]["DeletionPolicy"] == "Retain"
+
+
+def test_the_failed_and_rejected_alarms_fire_on_a_count_over_an_hour_not_on_one_document() -> None:
+    refused = [
+        a["Properties"]
+        for a in of_type("AWS::CloudWatch::Alarm").values()
+        if a["Properties"]["MetricName"] in ("DocumentsFailed", "DocumentsRejected")
+    ]
+    assert len(refused) == 3
+    for alarm in refused:
+        assert (alarm["Period"], alarm["Threshold"]) == (3600, {"Ref": "RefusedAlarmCount"})
+        assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert TEMPLATE["Parameters"]["RefusedAlarmCount"]["Default"] > 1
+
+
+def test_the_dashboard_shows_every_metric_the_code_emits_and_both_functions_throttles() -> None:
+    from docdrop.observability import MetricName
+
+    dashboard = props("Dashboard")["DashboardBody"]["Fn::Sub"]
+    missing = [m.value for m in MetricName if f'"{m.value}"' not in dashboard and f"({m.value})" not in dashboard]
+    assert missing == []
+    for function in ("UploaderFunction", "WebhookFunction"):
+        assert f'["AWS/Lambda", "Throttles", "FunctionName", "${{{function}}}"]' in dashboard
