@@ -84,6 +84,8 @@ class StackOptions:
     # Divides the retry schedule's delays (and the reconciler's retry horizon): 60 turns an hour of waiting for Cobalt
     # into a minute.
     time_scale: float = 1.0
+    # How often the webhook may re-read its signing secret on a mismatch (the template's 60 s; tests shorten it).
+    secret_reread_seconds: float = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,6 +214,7 @@ class LocalStack:
                 # EMF goes to stdout in Lambda, where CloudWatch reads it; locally it would drown the demo's output.
                 "POWERTOOLS_METRICS_DISABLED": "true",
                 "WEBHOOK_SECRET": signing_secret,
+                "WEBHOOK_SECRET_REREAD_SECONDS": repr(options.secret_reread_seconds),
                 "COBALT_BASE_URL": cobalt_url,
                 "COBALT_CREDENTIALS_SECRET": credentials_secret,
                 "FINGERPRINT_KEY_SECRET": fingerprint_secret,

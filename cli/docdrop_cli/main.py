@@ -164,6 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     ):
         sub = command(name, text, run)
+        if run is rotate_webhook_secret_command:
+            sub.add_argument(
+                "--settle",
+                type=float,
+                default=65.0,
+                metavar="SECONDS",
+                help="wait after marking the rotation (the webhook re-reads its secret at most once a minute)",
+            )
         sub.add_argument("--url", help="the webhook URL (default: the stack's WebhookUrl)")
         sub.add_argument("--cobalt-url", help="Cobalt's base URL (default: the stack's CobaltBaseUrl)")
         sub.add_argument("--json", action="store_true", help="the result as JSON")

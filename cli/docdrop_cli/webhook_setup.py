@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import time
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -136,6 +138,9 @@ def rotate_webhook_secret_command(args: argparse.Namespace, out: TextIO) -> int:
         store.write(
             "signing_secret", {**signing, "rotation_started_at": datetime.now(UTC).isoformat(timespec="seconds")}
         )
+        if args.settle > 0:  # every webhook container re-reads its secret within this long, and then sees the mark
+            print(f"docdrop: rotation marked; waiting {args.settle:g} s for the webhook to see it", file=sys.stderr)
+            time.sleep(args.settle)
         try:
             rotation = cobalt.rotate_webhook_secret(existing.webhook_id or None)
         except CobaltSetupError as exc:

@@ -12,7 +12,7 @@ from docdrop.ledger import DocumentLedger
 from docdrop.observability import build_logger, build_metrics
 from docdrop.secret_documents import SecretDocument
 from docdrop.settings import WebhookSettings
-from docdrop.webhook import handle_cobalt_webhook
+from docdrop.webhook import handle_cobalt_webhook, rotation_in_progress
 
 # Created once per container. Timeouts and retries are bounded so one delivery stays under Cobalt's 5 s.
 _FAST = Config(connect_timeout=0.5, read_timeout=1.0, retries={"max_attempts": 2, "mode": "standard"})
@@ -21,7 +21,9 @@ logger = build_logger("webhook")
 metrics = build_metrics("webhook")
 ledger = DocumentLedger(boto3.client("dynamodb", config=_FAST), settings.ledger_table, settings.record_retention_days)
 _secrets = boto3.client("secretsmanager", config=_FAST)
-signing_secret = SecretDocument(settings.webhook_secret, settings.secret_max_age_seconds, _secrets)
+signing_secret = SecretDocument(
+    settings.webhook_secret, settings.secret_max_age_seconds, _secrets, min_refresh=settings.secret_reread_seconds
+)
 fingerprint_key = (
     SecretDocument(settings.fingerprint_key_secret, settings.secret_max_age_seconds, _secrets)
     if settings.fingerprint_key_secret
@@ -30,8 +32,12 @@ fingerprint_key = (
 
 
 def _signing_document(refresh: bool) -> dict[str, Any]:
-    """The signing secrets, and when their version was written (a rotated secret lives 24 hours from then)."""
-    document = signing_secret.get(refresh=refresh)
+    """The signing secrets, and when their version was written (a rotated secret lives 24 hours from then).
+
+    A re-read is rate-limited, except while a rotation is marked: then the new secret is read as soon as it is stored.
+    """
+    force = refresh and rotation_in_progress(signing_secret.get())
+    document = signing_secret.get(refresh=refresh, force=force)
     return {**document, "version_created_at": signing_secret.version_created_at}
 
 

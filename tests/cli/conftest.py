@@ -99,7 +99,11 @@ def cli_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliStack]:
     """The local stack as `make demo ARGS=--keep-running` runs it; the reconciler's schedule out of the way."""
     state_dir = tmp_path_factory.mktemp("stack")
     options = StackOptions(
-        state_dir=state_dir, batching_window_seconds=0, processing_delay_seconds=0.2, reconcile_every_seconds=3600
+        state_dir=state_dir,
+        batching_window_seconds=0,
+        processing_delay_seconds=0.2,
+        reconcile_every_seconds=3600,
+        secret_reread_seconds=1.0,  # the rotation test waits (--settle) just longer than this
     )
     with LocalStack(options) as stack:
         assert stack.info is not None

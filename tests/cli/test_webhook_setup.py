@@ -74,7 +74,7 @@ def test_rotate_webhook_secret_during_steady_webhook_traffic_refuses_no_delivery
     sender.start()
     try:
         time.sleep(1.5)
-        run = stack.docdrop("rotate-webhook-secret", "--json")
+        run = stack.docdrop("rotate-webhook-secret", "--settle", "1.5", "--json")
         time.sleep(1.5)
     finally:
         stop.set()

@@ -116,6 +116,7 @@ def test_handler_refuses_a_wrong_or_truncated_signature_and_writes_nothing(webho
 def test_handler_rereads_a_rotated_secret_once_on_mismatch(webhook_stack: WebhookStack) -> None:
     assert webhook_stack.deliver(document_event("e-1", document_id="1"))["statusCode"] == 200  # caches the secret
     webhook_stack.rotate("whsec_brand_new", CURRENT)
+    webhook_stack.module.signing_secret._read_at -= 61  # a minute on: a mismatch may read the secret again
     assert webhook_stack.deliver(document_event("e-2", document_id="2"), secret="whsec_brand_new")["statusCode"] == 200
     assert webhook_stack.deliver(document_event("e-3", document_id="3"), secret=CURRENT)["statusCode"] == 200
     assert webhook_stack.deliver(document_event("e-4", document_id="4"), secret=PREVIOUS)["statusCode"] == 401
@@ -226,3 +227,31 @@ def test_a_delivery_signed_with_a_secret_not_stored_yet_is_retried_during_a_rota
     assert answer({**stored, "rotation_started_at": (now - timedelta(minutes=3)).isoformat()}) == 401
     assert answer(stored) == 401
     assert webhook_stack.ledger.get_document("9988776655443322") is None  # nothing recorded from an unverified body
+
+
+def test_a_thousand_forged_requests_cost_at_most_one_secret_read_a_minute(webhook_stack: WebhookStack) -> None:
+    secret = webhook_stack.module.signing_secret
+    assert webhook_stack.deliver(document_event("e-real", document_id="7"))["statusCode"] == 200  # the first read
+    reads = secret.reads
+    answers = {
+        webhook_stack.deliver(document_event(f"forged-{n}"), secret="whsec_forged")["statusCode"] for n in range(1000)
+    }
+    assert answers == {401}
+    assert secret.reads - reads <= 1  # within this minute: the HMAC is all a forged request costs
+    secret._read_at -= 61
+    webhook_stack.deliver(document_event("forged-later"), secret="whsec_forged")
+    assert secret.reads - reads <= 2  # a minute later, one more read at most
+
+
+def test_while_a_rotation_is_marked_a_mismatch_reads_the_new_secret_at_once(webhook_stack: WebhookStack) -> None:
+    from datetime import UTC, datetime
+
+    assert webhook_stack.deliver(document_event("e-before", document_id="8"))["statusCode"] == 200
+    marked = {"current": CURRENT, "previous": "", "rotation_started_at": datetime.now(UTC).isoformat()}
+    webhook_stack.secrets.put_secret_value(SecretId=webhook_stack.secret_name, SecretString=json.dumps(marked))
+    webhook_stack.module.signing_secret._read_at -= 61  # the container has seen the mark (docdrop waits for this)
+    early = webhook_stack.deliver(document_event("e-new-1", document_id="9"), secret="whsec_after_rotation")
+    assert early["statusCode"] == 503  # Cobalt signs with a secret not stored yet: its retry comes a second later
+    webhook_stack.rotate("whsec_after_rotation", CURRENT)  # the CLI stores it
+    retried = webhook_stack.deliver(document_event("e-new-1", document_id="9"), secret="whsec_after_rotation")
+    assert retried["statusCode"] == 200  # read at once: no minute's wait while a rotation is marked

@@ -14,22 +14,27 @@ from typing import Any
 
 
 class SecretDocument:
-    """One JSON secret, cached for `max_age` seconds; `get(refresh=True)` re-reads it (after a rotation)."""
+    """One JSON secret, cached for `max_age` seconds; `get(refresh=True)` re-reads it (after a rotation), but not
+    more often than every `min_refresh` seconds unless `force`: a flood of requests asking for it costs one read."""
 
-    def __init__(self, name: str, max_age: int, secrets_client: Any = None) -> None:
+    def __init__(self, name: str, max_age: int, secrets_client: Any = None, min_refresh: float = 0.0) -> None:
         self._name = name
         self._max_age = max_age
+        self._min_refresh = min_refresh
         self._client = secrets_client
         self._lock = threading.Lock()
         self._value: dict[str, Any] | None = None
         self._read_at = 0.0
         self.version_created_at: datetime | None = None
+        self.reads = 0
 
-    def get(self, refresh: bool = False) -> dict[str, Any]:
+    def get(self, refresh: bool = False, force: bool = False) -> dict[str, Any]:
         with self._lock:
-            if refresh or self._value is None or time.monotonic() - self._read_at > self._max_age:
+            age = time.monotonic() - self._read_at
+            if self._value is None or age > self._max_age or force or (refresh and age >= self._min_refresh):
                 self._value, self.version_created_at = self._read()
                 self._read_at = time.monotonic()
+                self.reads += 1
             return dict(self._value)
 
     def key_bytes(self) -> bytes:

@@ -24,6 +24,10 @@ class WebhookSettings:
     secret_max_age_seconds: int = 300
     max_body_bytes: int = 256 * 1024
     fingerprint_key_secret: str = ""  # optional: outcomes then carry no evidence to match reviews with
+    # A signature that does not verify re-reads the secret at most this often per container: forged requests cost
+    # only the HMAC. `docdrop rotate-webhook-secret` waits this long after marking a rotation, so every container
+    # sees the mark (and, while a rotation is marked, re-reads on each mismatch).
+    secret_reread_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> WebhookSettings:
@@ -32,6 +36,7 @@ class WebhookSettings:
             webhook_secret=_required(env, "WEBHOOK_SECRET"),
             record_retention_days=int(env.get("RECORD_RETENTION_DAYS") or 0),
             fingerprint_key_secret=env.get("FINGERPRINT_KEY_SECRET", ""),
+            secret_reread_seconds=float(env.get("WEBHOOK_SECRET_REREAD_SECONDS") or 60.0),
         )
 
 
