@@ -375,3 +375,8 @@ def test_the_dashboard_shows_every_metric_the_code_emits_and_both_functions_thro
     assert missing == []
     for function in ("UploaderFunction", "WebhookFunction"):
         assert f'["AWS/Lambda", "Throttles", "FunctionName", "${{{function}}}"]' in dashboard
+
+
+def test_functions_are_not_traced_since_nothing_is_instrumented() -> None:
+    assert TEMPLATE["Globals"]["Function"]["Tracing"] == "PassThrough"
+    assert all("Tracing" not in props(f) for f in of_type("AWS::Serverless::Function"))
