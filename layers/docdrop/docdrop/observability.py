@@ -10,7 +10,8 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from aws_lambda_powertools import Logger, Metrics
+    from aws_lambda_powertools import Logger
+    from aws_lambda_powertools.metrics import EphemeralMetrics
 
 NAMESPACE = "DocDrop"
 
@@ -67,10 +68,16 @@ def build_logger(service: str) -> Logger:
     return Logger(service=service)
 
 
-def build_metrics(service: str) -> Metrics:
-    from aws_lambda_powertools import Metrics
+def build_metrics(service: str) -> EphemeralMetrics:
+    """One function's metrics. EphemeralMetrics, not Metrics: Metrics share one metric set per process, so functions run
+    in one process (the local stack) would flush each other's counts under the wrong service. An invocation that saw
+    only test events has nothing to publish, and that is no cause for Powertools' warning."""
+    import warnings
 
-    return Metrics(namespace=NAMESPACE, service=service)
+    from aws_lambda_powertools.metrics import EphemeralMetrics
+
+    warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
+    return EphemeralMetrics(namespace=NAMESPACE, service=service)
 
 
 # Counted per Cobalt account as well, with the dimensions service and account (the operator's label, never PHI; as
