@@ -55,7 +55,11 @@ def test_rotate_webhook_secret_during_steady_webhook_traffic_refuses_no_delivery
         if "previous_expires_at" in value:
             seen = len(stack.sandbox.deliveries)
             stack.put("rotation/in-the-gap.pdf")
-            stack.wait_for(lambda: len(stack.sandbox.deliveries) > seen, 5, "a delivery in the gap")
+
+            def answered_in_the_gap() -> bool:  # signed with the new secret, before it is stored
+                return any(d["result"] in ("503", "401") for d in stack.sandbox.deliveries[seen:])
+
+            stack.wait_for(answered_in_the_gap, 10, "a delivery signed with the secret not stored yet")
         write(self, which, value)
 
     monkeypatch.setattr(webhook_setup.SecretStore, "write", slow_final_write)
