@@ -8,7 +8,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from docdrop.ledger import DocumentLedger
-from docdrop.observability import build_logger, build_metrics
+from docdrop.observability import build_logger, build_metrics, publish_metrics
 from docdrop.outcomes import OutcomeJoiner, join_stream_batch
 from docdrop.settings import JoinerSettings
 
@@ -23,6 +23,6 @@ joiner = OutcomeJoiner(
 )
 
 
-@metrics.log_metrics
+@publish_metrics(metrics)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return join_stream_batch(event, context, joiner=joiner)

@@ -10,7 +10,7 @@ from botocore.config import Config
 from docdrop.accounts import CobaltAccounts
 from docdrop.cobalt import CobaltClient
 from docdrop.ledger import DocumentLedger, ObjectRef
-from docdrop.observability import build_logger, build_metrics
+from docdrop.observability import build_logger, build_metrics, publish_metrics
 from docdrop.outcomes import OutcomeJoiner
 from docdrop.reconciler import Deadlines, Reconciler
 from docdrop.s3_events import s3_notification
@@ -59,6 +59,6 @@ reconciler = Reconciler(
 )
 
 
-@metrics.log_metrics
+@publish_metrics(metrics)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return reconciler.run(Deadline.from_context(context)).to_dict()

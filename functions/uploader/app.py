@@ -12,7 +12,7 @@ from docdrop.accounts import CobaltAccounts, parse_prefix_map
 from docdrop.breaker import BreakerSettings
 from docdrop.cobalt import CobaltClient
 from docdrop.ledger import DocumentLedger
-from docdrop.observability import AccountMetrics, build_logger, build_metrics
+from docdrop.observability import AccountMetrics, build_logger, build_metrics, publish_metrics
 from docdrop.retry_schedule import RetrySchedule
 from docdrop.secret_documents import SecretDocument
 from docdrop.settings import UploaderSettings
@@ -73,7 +73,7 @@ def delay_message(receipt_handle: str, seconds: int) -> None:
     )
 
 
-@metrics.log_metrics
+@publish_metrics(metrics)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return upload_sqs_batch(
         event,

@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from docdrop.ledger import DocumentLedger
-from docdrop.observability import build_logger, build_metrics
+from docdrop.observability import build_logger, build_metrics, publish_metrics
 from docdrop.secret_documents import SecretDocument
 from docdrop.settings import WebhookSettings
 from docdrop.webhook import handle_cobalt_webhook, rotation_in_progress
@@ -41,7 +41,7 @@ def _signing_document(refresh: bool) -> dict[str, Any]:
     return {**document, "version_created_at": signing_secret.version_created_at}
 
 
-@metrics.log_metrics
+@publish_metrics(metrics)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     body = event.get("body") or ""
     raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode("utf-8")

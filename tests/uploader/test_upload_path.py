@@ -364,3 +364,22 @@ def test_no_retry_is_started_that_the_invocation_could_not_finish(
     assert item["retry_attempts"] == 1
     waited = datetime.fromisoformat(item["next_attempt_at"]) - datetime.fromisoformat(item["status_at"])
     assert waited.total_seconds() >= 29
+
+
+def test_an_invocation_that_saw_only_s3_test_events_publishes_nothing_and_warns_nothing(
+    uploader_stack: UploaderStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json as json_module
+    import warnings
+
+    test_event = {"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": uploader_stack.bucket}
+    uploader_stack.receive()  # whatever the bucket's set-up left on the queue
+    uploader_stack.sqs.send_message(QueueUrl=uploader_stack.queues.queue_url, MessageBody=json_module.dumps(test_event))
+    messages = uploader_stack.receive()
+    capsys.readouterr()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = uploader_stack.invoke(messages)
+    assert result == {"batchItemFailures": []}
+    assert [str(w.message) for w in caught if "metrics" in str(w.message)] == []
+    assert '"_aws"' not in capsys.readouterr().out  # no empty EMF document either

@@ -5,15 +5,18 @@ Metric dimensions are only the service name: never an MRN, key, folder or docume
 
 from __future__ import annotations
 
+import functools
 import threading
+from collections.abc import Callable
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Logger
     from aws_lambda_powertools.metrics import EphemeralMetrics
 
 NAMESPACE = "DocDrop"
+Handler = Callable[[Any, Any], Any]
 
 
 class MetricName(StrEnum):
@@ -70,14 +73,28 @@ def build_logger(service: str) -> Logger:
 
 def build_metrics(service: str) -> EphemeralMetrics:
     """One function's metrics. EphemeralMetrics, not Metrics: Metrics share one metric set per process, so functions run
-    in one process (the local stack) would flush each other's counts under the wrong service. An invocation that saw
-    only test events has nothing to publish, and that is no cause for Powertools' warning."""
-    import warnings
-
+    in one process (the local stack) would flush each other's counts under the wrong service."""
     from aws_lambda_powertools.metrics import EphemeralMetrics
 
-    warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
     return EphemeralMetrics(namespace=NAMESPACE, service=service)
+
+
+def publish_metrics(metrics: EphemeralMetrics) -> Callable[[Handler], Handler]:
+    """A handler's metrics published when it returns or raises, as Powertools' `log_metrics` does, but only when
+    there are any: `log_metrics` warns on an empty set, and an invocation that saw only test events has none."""
+
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        def publishing(event: Any, context: Any) -> Any:
+            try:
+                return handler(event, context)
+            finally:
+                if metrics.metric_set:
+                    metrics.flush_metrics()
+
+        return publishing
+
+    return decorate
 
 
 # Counted per Cobalt account as well, with the dimensions service and account (the operator's label, never PHI; as
