@@ -199,6 +199,8 @@ def test_accounts_alarms_keeps_one_alarm_per_account_named_after_it_in_step_with
     out = io.StringIO()
     assert cli.main(["accounts", "alarms", "--json", "--local", str(stack_file)], out=out) == 0
     assert json.loads(out.getvalue()) == {"alarms": ["DocDrop-blocked-main"], "deleted": ["DocDrop-blocked-north"]}
+    # moto keeps one CloudWatch per process: leave no alarm for another test's stack (its doctor counts them)
+    cloudwatch.delete_alarms(AlarmNames=["DocDrop-blocked-main"])
 
 
 def test_routing_takes_the_tag_then_the_longest_prefix_then_the_fallback_then_the_only_account() -> None:
