@@ -8,6 +8,8 @@ import dataclasses
 import json
 from typing import Any
 
+from docdrop.retry_schedule import steps_text
+
 from local.stream_source import StreamSourceSettings
 from local.template import (
     function_timeout,
@@ -66,7 +68,7 @@ def uploader_retry_environment(
     return {
         **breaker,
         "BREAKER_FAILURES": str(variables["BREAKER_FAILURES"]),
-        "RETRY_STEPS_SECONDS": ",".join(f"{step:g}" for step in steps),
+        "RETRY_STEPS_SECONDS": steps_text(steps),
         "INGEST_QUEUE_URL": queues.queue_url,
         "MAX_RECEIVE_COUNT": str(queues.max_receive_count),
     }

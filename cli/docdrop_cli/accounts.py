@@ -9,6 +9,7 @@ from docdrop.accounts import CobaltAccounts
 from docdrop.ledger import OPEN, DocumentLedger, Status
 
 from docdrop_cli.output import OperatorError, write_json, write_table
+from docdrop_cli.sending import retry_command
 from docdrop_cli.target import Target, resolve_target
 from docdrop_cli.webhook_setup import SecretStore
 
@@ -64,8 +65,6 @@ def accounts_command(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _relink(args: argparse.Namespace, out: TextIO, accounts: CobaltAccounts, ledger: DocumentLedger) -> int:
-    from docdrop_cli.sending import retry_command
-
     if not args.name:
         raise OperatorError("name the account: docdrop accounts relink NAME", 2)
     account = accounts.get(args.name)
@@ -73,10 +72,11 @@ def _relink(args: argparse.Namespace, out: TextIO, accounts: CobaltAccounts, led
         raise OperatorError(f"no account {args.name!r}; accounts known: {', '.join(accounts.names) or 'none'}", 1)
     ledger.record_relink(account.reference_id, by=f"docdrop accounts relink ({args.by or 'operator'})")
     out.write(f"Account {account.name}: link marked working again; its BLOCKED objects are sent once.\n")
-    retry_args = argparse.Namespace(**{**vars(args), "object": [], "status": [Status.BLOCKED.value], "key": None})
-    retry_args.prefix, retry_args.older_than, retry_args.account = None, None, account.name
-    retry_args.dry_run = False
-    code: int = retry_command(retry_args, out)
+    # `docdrop retry --status BLOCKED --account NAME`, on the same stack
+    selection = {"object": [], "status": [Status.BLOCKED.value], "key": None, "prefix": None, "older_than": None}
+    code = retry_command(
+        argparse.Namespace(**{**vars(args), **selection, "account": account.name, "dry_run": False}), out
+    )
     relinked_at = str((ledger.get_account_link(account.reference_id) or {}).get("status_at") or "")
     ledger.mark_link_resent(account.reference_id, relinked_at)  # sent now: the reconciler need not send them again
     return 0 if code in (0, 1) else code

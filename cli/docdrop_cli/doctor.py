@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
@@ -70,18 +71,23 @@ class Doctor:
                 checks.append(Check(CHECKS[step.__name__], False, f"could not be read: {_aws_reason(exc)}"))
         return checks
 
+    @functools.cached_property
+    def credentials(self) -> dict[str, Any]:
+        """The Cobalt credentials secret, read once for every check that needs it."""
+        return self.store.read("credentials_secret")
+
     def credentials_filled(self) -> Check:
         name = CHECKS["credentials_filled"]
-        problem = credentials_problem(self.store.read("credentials_secret"))
+        problem = credentials_problem(self.credentials)
         if problem:
             return Check(name, False, f"{problem}: put the real values in {self.target.credentials_secret}")
         return Check(name, True, "client_id, client_secret and access_token set")
 
     def cobalt_reachable(self) -> Check:
         name = CHECKS["cobalt_reachable"]
-        if credentials_problem(self.store.read("credentials_secret")):
+        if credentials_problem(self.credentials):
             return Check(name, None, "skipped: fill the credentials first")
-        credentials = self.store.read("credentials_secret")
+        credentials = self.credentials
         base = self.target.cobalt_base_url or ""
         self.cobalt = CobaltClient(base, lambda refresh: credentials, read_timeout=10.0)
         try:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from docdrop.accounts import account_of
 from docdrop.ledger import DocumentLedger, ObjectRef, Status
 from docdrop.s3_events import s3_notification
 
@@ -130,7 +131,7 @@ def _selected(item: dict[str, Any], args: argparse.Namespace) -> bool:
     if args.prefix and not str(item.get("key", "")).startswith(args.prefix):
         return False
     account = getattr(args, "account", None)
-    return not account or str(item.get("account") or "default") == account
+    return not account or account_of(item) == account
 
 
 def _size(s3: Any, ref: ObjectRef) -> int | None:

@@ -9,6 +9,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
+from docdrop.accounts import account_of
 from docdrop.ledger import OPEN, DocumentLedger, DocumentView, ObjectRef, Status, object_view, parse_moment
 
 from docdrop_cli.output import (
@@ -69,7 +70,7 @@ def status_command(args: argparse.Namespace, out: TextIO) -> int:
         wanted = None if args.account else args.limit  # filtered after reading: read them all, then cut
         items = select_items(ledger, statuses, older_than=args.older_than, since=args.since, limit=wanted)
         if args.account:
-            items = [i for i in items if str(i.get("account") or "default") == args.account][: args.limit]
+            items = [i for i in items if account_of(i) == args.account][: args.limit]
         views = [object_view(item) for item in items]
     write_views(views, args, out)
     if not views and (args.document_id or args.key):

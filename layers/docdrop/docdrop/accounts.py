@@ -63,6 +63,11 @@ class CobaltAccounts:
 FALLBACK = "*"  # `*=main` in the prefix map: objects that name no account and match no prefix go to `main`
 
 
+def account_of(item: Mapping[str, Any]) -> str:
+    """The account an object item went to; items recorded before accounts existed are the `default` one's."""
+    return str(item.get("account") or DEFAULT)
+
+
 def parse_prefix_map(text: str | None) -> dict[str, str]:
     """`practice-a/=a,practice-b/=b,*=a` → {"practice-a/": "a", "practice-b/": "b", "*": "a"}."""
     result: dict[str, str] = {}

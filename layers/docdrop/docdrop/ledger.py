@@ -974,41 +974,24 @@ class DocumentLedger:
         hold_until: datetime | None,
     ) -> dict[str, Any]:
         """One unavailable answer: counted (afresh when the last was longer than `window` ago); at `threshold` the
-        breaker opens for `cool_down`. Two small updates, their races harmless: a count off by one opens it a call
+        breaker opens for `cool_down`. Small updates whose races are harmless: a count off by one opens it a call
         later or sooner."""
         moment = now.isoformat(timespec="microseconds")
-        e = Expression()
-        stale = (now - window).isoformat(timespec="microseconds")
-        update = (
-            f"SET {e.n('failures')} = if_not_exists({e.n('failures')}, {e.v(0)}) + {e.v(1)}, "
-            f"{e.n('last_failure_at')} = {e.v(moment)}"
-        )
+        noted = {"last_failure_at": moment}
         if hold_until is not None:
-            update += f", {e.n('hold_until')} = {e.v(hold_until.isoformat(timespec='microseconds'))}"
-        condition = f"attribute_not_exists({e.n('last_failure_at')}) OR {e.n('last_failure_at')} >= {e.v(stale)}"
+            noted["hold_until"] = hold_until.isoformat(timespec="microseconds")
+        e = Expression()
+        failures = e.n("failures")
+        sets = [f"{failures} = if_not_exists({failures}, {e.v(0)}) + {e.v(1)}", *e.assign(noted)]
+        stale = (now - window).isoformat(timespec="microseconds")
+        recent = f"attribute_not_exists({e.n('last_failure_at')}) OR {e.n('last_failure_at')} >= {e.v(stale)}"
         try:
-            answer = self._call(
-                "update_item",
-                TableName=self._table,
-                Key=self._breaker_key(account),
-                ReturnValues="ALL_NEW",
-                **e.kwargs(update, condition),
-            )
+            state = self._update_breaker(account, e, "SET " + ", ".join(sets), recent)
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise _failure(exc, "update") from exc
             e = Expression()  # the last failure is older than the window: count from one again
-            sets = e.assign({"failures": 1, "last_failure_at": moment})
-            if hold_until is not None:
-                sets += e.assign({"hold_until": hold_until.isoformat(timespec="microseconds")})
-            answer = self._call(
-                "update_item",
-                TableName=self._table,
-                Key=self._breaker_key(account),
-                ReturnValues="ALL_NEW",
-                **e.kwargs("SET " + ", ".join(sets)),
-            )
-        state = plain(answer.get("Attributes")) or {}
+            state = self._update_breaker(account, e, "SET " + ", ".join(e.assign({"failures": 1, **noted})))
         if int(state.get("failures") or 0) >= threshold:
             e = Expression()
             sets = e.assign(
@@ -1018,15 +1001,19 @@ class DocumentLedger:
                 },
                 keep_first={"opened_at": moment},
             )
-            answer = self._call(
-                "update_item",
-                TableName=self._table,
-                Key=self._breaker_key(account),
-                ReturnValues="ALL_NEW",
-                **e.kwargs("SET " + ", ".join(sets)),
-            )
-            state = plain(answer.get("Attributes")) or state
+            state = self._update_breaker(account, e, "SET " + ", ".join(sets)) or state
         return state
+
+    def _update_breaker(self, account: str, e: Expression, update: str, condition: str | None = None) -> dict[str, Any]:
+        """One UpdateItem of the breaker item; the item as it now stands."""
+        answer = self._call(
+            "update_item",
+            TableName=self._table,
+            Key=self._breaker_key(account),
+            ReturnValues="ALL_NEW",
+            **e.kwargs(update, condition),
+        )
+        return plain(answer.get("Attributes")) or {}
 
     def take_breaker_probe(self, account: str, now: datetime, lease_until: datetime) -> bool:
         """The one probe after a cool-down: True for exactly one caller until `lease_until`."""
@@ -1050,12 +1037,7 @@ class DocumentLedger:
             "hold_until",
             "cool_down_seconds",
         )
-        self._call(
-            "update_item",
-            TableName=self._table,
-            Key=self._breaker_key(account),
-            **e.kwargs("REMOVE " + ", ".join(e.n(name) for name in names)),
-        )
+        self._update_breaker(account, e, "REMOVE " + ", ".join(e.n(name) for name in names))
 
     @staticmethod
     def _run_key(name: str) -> dict[str, Any]:

@@ -23,8 +23,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
-from docdrop.accounts import DEFAULT as DEFAULT_ACCOUNT
-from docdrop.accounts import CobaltAccounts
+from docdrop.accounts import CobaltAccounts, account_of
+from docdrop.breaker import CobaltBreaker
 from docdrop.cobalt import CobaltClient, EventLogUnavailable
 from docdrop.cobalt_events import outcome_event_from
 from docdrop.evidence import outcome_fingerprint
@@ -302,7 +302,7 @@ class Reconciler:
         """Whose event log to read: each account with open submissions, with a cursor each (Cobalt's docs do not say
         whether the log is per access token or per client: read per account, and the event ids de-duplicate)."""
         accounts = self._accounts()
-        names = sorted({str(i.get("account")) for i in wanted.values() if accounts.get(str(i.get("account") or ""))})
+        names = sorted({account_of(i) for i in wanted.values() if accounts.get(account_of(i))})
         if reviews or len(accounts.accounts) <= 1 or not names:
             return [(None, cursor)]
         logs: list[tuple[str | None, dict[str, Any]]] = []
@@ -421,7 +421,7 @@ class Reconciler:
                 if deadline.remaining() < RESERVE_SECONDS:
                     report.complete = False
                     return
-                mine = str(item.get("account") or DEFAULT_ACCOUNT) == account.name
+                mine = account_of(item) == account.name
                 if mine and str(item.get("status_at") or "") <= relinked_at:
                     self._resend(self._ledger.item_ref(item), int(item.get("size") or 0))
                     report.relinked_resent += 1
@@ -511,12 +511,9 @@ class Reconciler:
             report.open_objects[status.value] = count
             if oldest:
                 report.oldest_open_seconds[status.value] = max(0.0, (now - _parse(oldest)).total_seconds())
-        for account in self._accounts().names:  # the longest-open breaker of any account (docdrop.breaker)
-            breaker = self._ledger.breaker_state(account)
-            opened = parse_moment(breaker.get("opened_at")) if breaker.get("open_until") else None
-            if opened is not None:
-                seconds = max(0.0, (now - opened).total_seconds())
-                report.cobalt_circuit_open_seconds = max(report.cobalt_circuit_open_seconds, seconds)
+        for account in self._accounts().names:  # the longest-open breaker of any account
+            seconds = CobaltBreaker(self._ledger, account=account, clock=self._clock).open_seconds()
+            report.cobalt_circuit_open_seconds = max(report.cobalt_circuit_open_seconds, seconds)
 
     def _count(self, report: PassReport) -> None:
         if not report.ran:
