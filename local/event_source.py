@@ -4,6 +4,8 @@ Faithful in what matters to the promises: batches up to the batch size, filled f
 queue's visibility timeout hides messages in flight; only messages not listed in `batchItemFailures` are deleted; a
 handler that raises (or answers something unreadable) fails the whole batch; SQS's redrive policy moves a message to the
 DLQ after maxReceiveCount receives. Messages are received with every attribute, so `ApproximateReceiveCount` is real.
+`run` polls and invokes up to the mapping's MaximumConcurrency batches at once; an invocation that timed out or
+crashed (local.workers) is a failed one: nothing is deleted, and the batch comes back after the visibility timeout.
 """
 
 from __future__ import annotations
@@ -67,7 +69,15 @@ class SqsEventSource:
         self._function = function_name
         self._visibility = visibility_timeout
         self._on_batch = on_batch
+        self._lock = threading.Lock()
+        self._in_flight: dict[int, int] = {}  # poller thread -> messages of its batch being handled
         self.batches: list[BatchReport] = []
+
+    @property
+    def in_flight(self) -> int:
+        """Messages of batches being handled right now."""
+        with self._lock:
+            return sum(self._in_flight.values())
 
     def _receive(self, wanted: int, wait_seconds: int) -> list[dict[str, Any]]:
         kwargs: dict[str, Any] = {
@@ -93,7 +103,13 @@ class SqsEventSource:
             if not more:
                 time.sleep(min(0.2, max(0.0, window_ends - time.monotonic())))
             messages.extend(more)
-        report = self._invoke(messages)
+        with self._lock:
+            self._in_flight[threading.get_ident()] = len(messages)
+        try:
+            report = self._invoke(messages)
+        finally:
+            with self._lock:
+                self._in_flight.pop(threading.get_ident(), None)
         self.batches.append(report)
         if self._on_batch is not None:
             self._on_batch(report)
@@ -134,7 +150,17 @@ class SqsEventSource:
         return ids
 
     def run(self, stop: threading.Event, wait_seconds: int = 1) -> None:
-        """Poll until `stop` is set."""
+        """Poll with MaximumConcurrency pollers until `stop` is set; return once every batch in flight has ended."""
+        pollers = [
+            threading.Thread(target=self._poll, args=(stop, wait_seconds), name=f"sqs-poller-{n}", daemon=True)
+            for n in range(max(1, self._settings.maximum_concurrency))
+        ]
+        for poller in pollers:
+            poller.start()
+        for poller in pollers:
+            poller.join()
+
+    def _poll(self, stop: threading.Event, wait_seconds: int) -> None:
         while not stop.is_set():
             try:
                 self.poll_once(wait_seconds)

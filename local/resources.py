@@ -30,6 +30,7 @@ class EventSourceSettings:
     batching_window_seconds: float
     function_timeout_seconds: float
     report_batch_item_failures: bool
+    maximum_concurrency: int = 1  # invocations at once (ScalingConfig.MaximumConcurrency)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,11 +46,13 @@ class IngestQueues:
 def uploader_event_source(template: dict[str, Any] | None = None) -> EventSourceSettings:
     template = template or load_template()
     ingest = resource(template, "UploaderFunction")["Properties"]["Events"]["Ingest"]["Properties"]
+    scaling = ingest.get("ScalingConfig") or {}
     return EventSourceSettings(
         batch_size=int(ingest.get("BatchSize", 10)),
         batching_window_seconds=float(ingest.get("MaximumBatchingWindowInSeconds", 0)),
         function_timeout_seconds=function_timeout(template, "UploaderFunction"),
         report_batch_item_failures="ReportBatchItemFailures" in (ingest.get("FunctionResponseTypes") or []),
+        maximum_concurrency=int(resolved(template, scaling.get("MaximumConcurrency", 1000))),
     )
 
 

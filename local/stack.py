@@ -5,6 +5,12 @@ fallback), the Cobalt sandbox or any Cobalt-compatible server, the uploader driv
 would drive it, and the webhook handler behind the local HTTP adapter. Resources come from template.yaml's own
 definitions; the webhook is registered with Cobalt (POST /v1/webhook) and its secret stored in Secrets Manager, as in
 production. Everything listens on 127.0.0.1 and stops on exit.
+
+Each function runs in worker processes (local.workers), as Lambda's execution environments: the uploader up to its
+event source's MaximumConcurrency at once, each invocation killed at its timeout, and crashes can be injected
+(StackOptions.crash, or `stack.functions["uploader"].crash_next(point)`). Nothing the stack starts outlives it, even
+when it is killed. An orderly stop stops taking messages, lets the invocations in flight end (or their timeout kill
+them, so the ledger keeps their claims for review), says what was in flight, and only then stops the engines.
 """
 
 from __future__ import annotations
@@ -18,7 +24,6 @@ import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import boto3
@@ -28,7 +33,6 @@ from local.cobalt_sandbox import CobaltSandbox, FaultSettings, SandboxConfig
 from local.dynamodb_local import DynamoDBLocalUnavailable, free_port, running_dynamodb_local
 from local.event_source import SqsEventSource
 from local.lambda_api import LocalLambdaApi
-from local.lambda_runtime import LocalLambdaContext, load_handler_module
 from local.resources import (
     IngestQueues,
     create_fingerprint_key,
@@ -41,8 +45,9 @@ from local.resources import (
     uploader_retry_environment,
 )
 from local.stream_source import DynamoDBStreamSource
-from local.template import load_template
+from local.template import function_timeout, load_template
 from local.webhook_adapter import WebhookAdapter
+from local.workers import CrashPlan, FunctionWorkers
 
 log = logging.getLogger("docdrop.local")
 STATE_DIR = Path(".docdrop")
@@ -86,6 +91,19 @@ class StackOptions:
     time_scale: float = 1.0
     # How often the webhook may re-read its signing secret on a mismatch (the template's 60 s; tests shorten it).
     secret_reread_seconds: float = 60.0
+    # The uploader's timeout (None: the template's 90 s); with a short visibility timeout, a killed batch comes back
+    # soon. The claim's lease is the invocation's time plus 30 s, so keep visibility above that to see it expire.
+    uploader_timeout_seconds: float | None = None
+    max_concurrent_uploads: int | None = None  # None: the template's MaximumConcurrency
+    webhook_concurrency: int = 4  # webhook invocations at once (API Gateway's, bounded locally to spare memory)
+    crash: CrashPlan | None = None  # kill uploader workers at random at the crash points
+    # Keep the DynamoDB Local data and the resource names in state_dir across restarts (moto's S3, SQS and secrets
+    # live in memory and start empty again; the ledger says what was in flight).
+    keep_state: bool = False
+
+
+class StackAlreadyRunning(RuntimeError):
+    """Another running stack owns this state folder."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +129,7 @@ class StackInfo:
     lambda_endpoint_url: str
     functions: dict[str, str]
     pid: int  # the process the stack lives in: docdrop tells a stale file by it
+    stack_id: str = ""  # every process the stack starts carries DOCDROP_STACK_ID=stack_id in its environment
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -133,14 +152,14 @@ class LocalStack:
         self.info: StackInfo | None = None
         self.sandbox: CobaltSandbox | None = None
         self.queues: IngestQueues | None = None
-        self.uploader: ModuleType | None = None
-        self.webhook: ModuleType | None = None
         self.event_source: SqsEventSource | None = None
-        self.outcome_joiner: ModuleType | None = None
         self.stream_source: DynamoDBStreamSource | None = None
-        self.reconciler: ModuleType | None = None
+        # The functions' execution environments, by function: uploader, webhook, outcome_joiner, reconciler.
+        self.functions: dict[str, FunctionWorkers] = {}
+        self.stack_id = uuid.uuid4().hex
+        self._stop_uploads = threading.Event()
+        self._uploads_stopped = threading.Event()
         self._reconciler_lock = threading.Lock()
-        self._reconciler_timeout = 120.0
 
     def __enter__(self) -> LocalStack:
         self.start()
@@ -160,7 +179,9 @@ class LocalStack:
     def _start(self) -> StackInfo:
         options = self.options
         options.state_dir.mkdir(parents=True, exist_ok=True)
-        name = f"docdrop-local-{uuid.uuid4().hex[:6]}"
+        state_file = options.state_dir / "local-stack.json"
+        _refuse_if_running(state_file)
+        name = self._stack_name()
         self._set_env({**LOCAL_CREDENTIALS, "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION})
         for variable in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
             self._set_env({variable: None})
@@ -177,7 +198,9 @@ class LocalStack:
         self.queues = create_ingest_queues(sqs, name, template)
         bucket = f"{name}-inbox"
         create_inbox_bucket(s3, bucket, options.prefix, self.queues.queue_arn, template)
-        table = create_ledger_table(dynamodb, f"{name}-ledger", template)
+        table = f"{name}-ledger"
+        if table not in dynamodb.list_tables()["TableNames"]:  # kept from the last run with keep_state
+            create_ledger_table(dynamodb, table, template)
 
         cobalt_url, credentials = self._start_cobalt()
         credentials_secret, signing_secret = f"{name}/cobalt-credentials", f"{name}/webhook-signing"
@@ -194,7 +217,6 @@ class LocalStack:
             "stale_after_seconds": options.stale_after_seconds or schedule.stale_after_seconds,
             "tag_wait_seconds": options.tag_wait_seconds or schedule.tag_wait_seconds,
         }
-        self._reconciler_timeout = schedule.function_timeout_seconds
         self._set_env(
             {
                 "OUTCOME_GRACE_MINUTES": repr(deadlines["outcome_grace_seconds"] / 60),
@@ -211,7 +233,7 @@ class LocalStack:
                 "LEDGER_TABLE": table,
                 "RECORD_RETENTION_DAYS": "0",
                 "POWERTOOLS_METRICS_NAMESPACE": "DocDrop",
-                # EMF goes to stdout in Lambda, where CloudWatch reads it; locally it would drown the demo's output.
+                # EMF goes to stdout in Lambda, where CloudWatch reads it; locally it would only fill the log files.
                 "POWERTOOLS_METRICS_DISABLED": "true",
                 "WEBHOOK_SECRET": signing_secret,
                 "WEBHOOK_SECRET_REREAD_SECONDS": repr(options.secret_reread_seconds),
@@ -222,9 +244,24 @@ class LocalStack:
                 **uploader_retry_environment(self.queues, options.time_scale, template),
             }
         )
-        self.webhook = load_handler_module("webhook")
-        self._log_to_file(self.webhook, logs_dir / "webhook.log")
-        adapter = WebhookAdapter(_metrics_off(self.webhook)).start()
+        # What every function's environment holds, fixed now (a later change of this process's environment, by a test
+        # say, reaches no function, as a deployed function's configuration does not change under it).
+        environment = {**os.environ, "DOCDROP_STACK_ID": self.stack_id}
+
+        def workers(function: str, logical_id: str, **settings: Any) -> FunctionWorkers:
+            settings.setdefault("timeout_seconds", function_timeout(template, logical_id))
+            pool = FunctionWorkers(
+                function,
+                log_path=logs_dir / f"{function.replace('_', '-')}.log",
+                environment=lambda: environment,
+                **settings,
+            )
+            self.functions[function] = pool
+            self._exit.callback(pool.stop)
+            return pool
+
+        webhook = workers("webhook", "WebhookFunction", max_concurrency=options.webhook_concurrency, memory_mb=1024)
+        adapter = WebhookAdapter(webhook.handler, timeout_seconds=webhook.timeout_seconds).start()
         self._exit.callback(adapter.stop)
 
         # The same set-up step as production: register the URL with Cobalt, keep the secret it answers with.
@@ -236,44 +273,48 @@ class LocalStack:
             SecretId=signing_secret, SecretString=json.dumps({"current": registration.secret, "previous": ""})
         )
 
-        self.uploader = load_handler_module("uploader")
-        self._log_to_file(self.uploader, logs_dir / "uploader.log")
-        self._exit.callback(self.uploader.executor.shutdown, wait=False)
-        settings = uploader_event_source(template)
-        if options.batching_window_seconds is not None:
-            settings = dataclasses.replace(settings, batching_window_seconds=options.batching_window_seconds)
-        self.event_source = SqsEventSource(
-            sqs,
-            self.queues.queue_url,
-            self.queues.queue_arn,
-            _metrics_off(self.uploader),
-            settings,
-            visibility_timeout=options.visibility_timeout_seconds,
-        )
-        poller = threading.Thread(
-            target=self.event_source.run, args=(self._stop,), name="sqs-event-source", daemon=True
-        )
-        poller.start()
-        self._exit.callback(poller.join, 10)
-        self._exit.callback(self._stop.set)
-
         # The outcome joiner on the ledger's stream, as the template's DynamoDB event drives it.
-        self.outcome_joiner = load_handler_module("outcome_joiner")
-        self._log_to_file(self.outcome_joiner, logs_dir / "outcome-joiner.log")
+        joiner = workers("outcome_joiner", "OutcomeJoinerFunction", max_concurrency=1, memory_mb=256)
         streams = boto3.client("dynamodbstreams", endpoint_url=dynamodb_url, region_name=REGION)
         stream_arn = dynamodb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
         self.stream_source = DynamoDBStreamSource(
-            streams, stream_arn, _metrics_off(self.outcome_joiner), outcome_joiner_stream_source(template)
+            streams, stream_arn, joiner.handler, outcome_joiner_stream_source(template)
         )
         self._start_thread("ledger-stream", self.stream_source.run)
 
         # The reconciler on its schedule (the local stack's EventBridge Scheduler).
-        self.reconciler = load_handler_module("reconciler")
-        self._log_to_file(self.reconciler, logs_dir / "reconciler.log")
+        workers("reconciler", "ReconcilerFunction", max_concurrency=1)
         self._start_thread("reconciler-schedule", self._reconcile_on_schedule, deadlines["every_seconds"])
         reconciler_name = f"{name}-reconciler"
         lambda_api = LocalLambdaApi({reconciler_name: lambda event: self.reconcile_now()}).start()
         self._exit.callback(lambda_api.stop)
+
+        # The uploader, last: it is the first to stop (see stop), while the webhook and the engines still serve it.
+        settings = uploader_event_source(template)
+        if options.batching_window_seconds is not None:
+            settings = dataclasses.replace(settings, batching_window_seconds=options.batching_window_seconds)
+        if options.max_concurrent_uploads is not None:
+            settings = dataclasses.replace(settings, maximum_concurrency=options.max_concurrent_uploads)
+        if options.uploader_timeout_seconds is not None:
+            settings = dataclasses.replace(settings, function_timeout_seconds=options.uploader_timeout_seconds)
+        uploader = workers(
+            "uploader",
+            "UploaderFunction",
+            timeout_seconds=settings.function_timeout_seconds,
+            max_concurrency=settings.maximum_concurrency,
+            crash=options.crash,
+        )
+        self.event_source = SqsEventSource(
+            sqs,
+            self.queues.queue_url,
+            self.queues.queue_arn,
+            uploader.handler,
+            settings,
+            visibility_timeout=options.visibility_timeout_seconds,
+        )
+        poller = threading.Thread(target=self._poll_uploads, name="sqs-event-source", daemon=True)
+        poller.start()
+        self._exit.callback(self._stop_uploads.set)
 
         self.info = StackInfo(
             aws_endpoint_url=moto_url,
@@ -297,11 +338,55 @@ class LocalStack:
             lambda_endpoint_url=lambda_api.url,
             functions={"reconciler": reconciler_name},
             pid=os.getpid(),
+            stack_id=self.stack_id,
         )
-        state_file = options.state_dir / "local-stack.json"
         state_file.write_text(self.info.to_json() + "\n", encoding="utf-8")
         self._exit.callback(state_file.unlink, missing_ok=True)
+        self._exit.callback(self._stop_taking_uploads)  # first of all: the stack file stays while uploads drain
         return self.info
+
+    def _stack_name(self) -> str:
+        """A new name per run; with keep_state, the one kept in the state folder, so the kept table is found again."""
+        names = self.options.state_dir / "stack-name"
+        if self.options.keep_state and names.exists():
+            return names.read_text(encoding="utf-8").strip()
+        name = f"docdrop-local-{uuid.uuid4().hex[:6]}"
+        if self.options.keep_state:
+            names.write_text(name + "\n", encoding="utf-8")
+        return name
+
+    def _poll_uploads(self) -> None:
+        assert self.event_source is not None
+        try:
+            self.event_source.run(self._stop_uploads)
+        finally:
+            self._uploads_stopped.set()
+
+    def _stop_taking_uploads(self) -> None:
+        """The orderly stop's first step: no new batch; the batches in flight end (or their timeout kills them)."""
+        self._stop_uploads.set()
+        in_flight = self.event_source.in_flight if self.event_source is not None else 0
+        uploader = self.functions.get("uploader")
+        if in_flight and uploader is not None:
+            log.warning(
+                "Stopping: %d uploader invocation(s) in flight with %d message(s); letting them end (at most %g s)",
+                uploader.in_flight,
+                in_flight,
+                uploader.timeout_seconds,
+            )
+            timeouts = uploader.stats.timeouts
+            self._uploads_stopped.wait()
+            killed = uploader.stats.timeouts - timeouts
+            log.warning(
+                "Stopped: every invocation in flight ended"
+                + (
+                    f"; {killed} ran past the timeout and were killed (their objects stay RECEIVED, and are marked "
+                    "for review when their messages come back)"
+                    if killed
+                    else ""
+                )
+            )
+        self._uploads_stopped.wait()
 
     def _start_thread(self, name: str, target: Callable[..., None], *args: object) -> None:
         """A daemon thread that runs `target(stop_event, *args)` and is joined when the stack stops."""
@@ -319,11 +404,11 @@ class LocalStack:
 
     def reconcile_now(self) -> dict[str, Any]:
         """One reconciler pass, invoked as the schedule invokes it; its report."""
-        if self.reconciler is None:
+        reconciler = self.functions.get("reconciler")
+        if reconciler is None:
             raise RuntimeError("the stack is not started")
         with self._reconciler_lock:
-            context = LocalLambdaContext("reconciler", timeout_seconds=self._reconciler_timeout)
-            report: dict[str, Any] = _metrics_off(self.reconciler)({"source": "local.schedule"}, context)
+            report: dict[str, Any] = reconciler.invoke({"source": "local.schedule"})
         return report
 
     def _start_moto(self) -> str:
@@ -338,7 +423,8 @@ class LocalStack:
 
     def _start_dynamodb(self, moto_url: str) -> tuple[str, str]:
         try:
-            return self._exit.enter_context(running_dynamodb_local()), "DynamoDB Local"
+            data = self.options.state_dir / "dynamodb" if self.options.keep_state else None
+            return self._exit.enter_context(running_dynamodb_local(db_path=data)), "DynamoDB Local"
         except DynamoDBLocalUnavailable as exc:
             log.warning(
                 "WARNING: DynamoDB Local could not start (%s); falling back to moto's DynamoDB emulation, "
@@ -358,16 +444,6 @@ class LocalStack:
         self._set_env({"COBALT_ACCOUNT_PREFIXES": SANDBOX_ACCOUNT_PREFIXES})
         return self.sandbox.base_url, dict(SANDBOX_ACCOUNTS)
 
-    def _log_to_file(self, module: ModuleType, path: Path) -> None:
-        """A function's JSON log lines go to a file, as CloudWatch Logs keeps them apart from the console."""
-        stream = path.open("a", encoding="utf-8")
-        self._exit.callback(stream.close)
-        for handler in module.logger.handlers:
-            if isinstance(handler, logging.StreamHandler):
-                previous = handler.setStream(stream)
-                if previous is not None:  # the logger outlives the stack (logging keeps it by name): give it back
-                    self._exit.callback(handler.setStream, previous)
-
     def _set_env(self, values: dict[str, str | None]) -> None:
         for key, value in values.items():
             self._saved_env.setdefault(key, os.environ.get(key))
@@ -378,7 +454,7 @@ class LocalStack:
 
     # ----- stop -------------------------------------------------------------------------------------------------------
     def stop(self) -> None:
-        self._stop.set()
+        """Stop in order: uploads first (drained), then the schedules and the stream, the webhook, the engines."""
         try:
             self._exit.close()
         finally:
@@ -390,17 +466,23 @@ class LocalStack:
             self._saved_env.clear()
 
 
-def _metrics_off(function: ModuleType) -> Callable[[dict[str, Any], Any], Any]:
-    """A function's handler as the local stack invokes it, with metrics off (POWERTOOLS_METRICS_DISABLED).
+def _refuse_if_running(state_file: Path) -> None:
+    """A state folder serves one running stack: a second start there would take its file (and its names)."""
+    try:
+        pid = int(json.loads(state_file.read_text(encoding="utf-8")).get("pid") or 0)
+    except (OSError, ValueError, AttributeError):
+        return  # no file, or not one of ours: nothing runs from it
+    if pid and pid != os.getpid() and _alive(pid):
+        raise StackAlreadyRunning(
+            f"a local stack (process {pid}) is already running from {state_file.parent}; stop it, or use --state-dir"
+        )
 
-    Powertools does not clear disabled metrics and prints them anyway at their 100th value, on the demo's console;
-    every function here shares one process (Lambda gives each its own), so they are cleared after each invocation.
-    """
 
-    def invoke(event: dict[str, Any], context: Any) -> Any:
-        try:
-            return function.handler(event, context)
-        finally:
-            function.metrics.clear_metrics()
-
-    return invoke
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -13,6 +13,7 @@ from typing import Any
 
 from local.lambda_runtime import LocalLambdaContext
 from local.loopback_server import LoopbackPostServer, answer
+from local.workers import FunctionTimedOut
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 ROUTE = "/webhooks/cobalt"
@@ -95,7 +96,10 @@ class WebhookAdapter:
             self.invocations += 1
         try:
             result = self.handler(event, context)
-        except Exception:  # an unhandled error is API Gateway's 500, as in AWS
+        except FunctionTimedOut:  # the worker was killed at the function's timeout: API Gateway's 503
+            answer(request, 503, {"content-type": "application/json"}, b'{"message":"Service Unavailable"}')
+            return
+        except Exception:  # an unhandled error (or a crashed worker) is API Gateway's 500, as in AWS
             answer(request, 500, {"content-type": "application/json"}, b'{"message":"Internal Server Error"}')
             return
         if time.monotonic() - started > self.timeout_seconds:  # Lambda would have been stopped: API Gateway's 503

@@ -41,7 +41,7 @@ def test_queues_and_event_source_follow_the_template(queues: tuple[Any, IngestQu
     # maxReceiveCount from the template's MaxRetryHours mapping at its default (24 h: 27 receives).
     assert (attributes["VisibilityTimeout"], redrive["maxReceiveCount"]) == ("540", 27)
     assert redrive["deadLetterTargetArn"] == made.dlq_arn
-    assert uploader_event_source() == EventSourceSettings(10, 5.0, 90.0, True)
+    assert uploader_event_source() == EventSourceSettings(10, 5.0, 90.0, True, maximum_concurrency=5)
 
 
 def test_only_messages_not_reported_as_failures_are_deleted(queues: tuple[Any, IngestQueues]) -> None:
