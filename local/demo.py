@@ -35,7 +35,7 @@ from docdrop.s3_events import s3_notification
 from docdrop_cli.output import shorten, write_table
 
 from local.samples import jpeg_bytes, pdf_bytes, png_bytes
-from local.stack import STATE_DIR, LocalStack, StackInfo, StackOptions
+from local.stack import STATE_DIR, LocalStack, StackAlreadyRunning, StackInfo, StackOptions
 
 SETTLED = frozenset({*TERMINAL, Status.BLOCKED})
 LONG_NOTES = (
@@ -404,6 +404,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Interrupted; the local stack has stopped.", flush=True)
         return 130
+    except StackAlreadyRunning as exc:
+        print(f"Not started: {exc}.", file=sys.stderr, flush=True)
+        return 1
     return 0 if ok else 1
 
 

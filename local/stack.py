@@ -78,6 +78,7 @@ class StackOptions:
     cobalt_url: str | None = None  # an external Cobalt-compatible base URL, e.g. https://api.usecobalt.com/v1
     prefix: str = "inbox/"
     processing_delay_seconds: float = 1.0  # the sandbox's "EMR robot" time before an outcome
+    cobalt_answer_seconds: float = 0.0  # how long the sandbox takes to answer an upload
     faults: FaultSettings | None = None
     batching_window_seconds: float | None = None  # None: the template's
     visibility_timeout_seconds: int | None = None  # None: the queue's (from the template)
@@ -182,7 +183,9 @@ class LocalStack:
         state_file = options.state_dir / "local-stack.json"
         _refuse_if_running(state_file)
         name = self._stack_name()
+        # Every process the stack starts inherits DOCDROP_STACK_ID: what finds one that outlived it.
         self._set_env({**LOCAL_CREDENTIALS, "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION})
+        self._set_env({"DOCDROP_STACK_ID": self.stack_id})
         for variable in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
             self._set_env({variable: None})
 
@@ -246,7 +249,7 @@ class LocalStack:
         )
         # What every function's environment holds, fixed now (a later change of this process's environment, by a test
         # say, reaches no function, as a deployed function's configuration does not change under it).
-        environment = {**os.environ, "DOCDROP_STACK_ID": self.stack_id}
+        environment = dict(os.environ)
 
         def workers(function: str, logical_id: str, **settings: Any) -> FunctionWorkers:
             settings.setdefault("timeout_seconds", function_timeout(template, logical_id))
@@ -438,6 +441,7 @@ class LocalStack:
             return self.options.cobalt_url.rstrip("/"), cobalt_credentials_from_env()
         config = SandboxConfig.load()
         config.processing_delay_seconds = self.options.processing_delay_seconds
+        config.answer_seconds = self.options.cobalt_answer_seconds
         self.sandbox = CobaltSandbox(config, self.options.faults or FaultSettings())
         self.sandbox.serve(0)
         self._exit.callback(self.sandbox.stop)

@@ -82,6 +82,7 @@ class WorkerStats:
     errors: int = 0
     crashes: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     peak_concurrency: int = 0
+    killed_pids: list[int] = dataclasses.field(default_factory=list)  # workers ended by a timeout or a crash
 
 
 class _Worker:
@@ -177,14 +178,15 @@ class FunctionWorkers:
         self._busy: set[_Worker] = set()
         self._lock = threading.Condition()
         self._serials = itertools.count(1)
-        self._one_shot: collections.deque[tuple[str, bool]] = collections.deque()
+        self._one_shot: list[tuple[str, bool, str | None]] = []
         self._closed = False
 
     # ----- what tests and people use --------------------------------------------------------------------------------
-    def crash_next(self, point: str, *, stall: bool = False) -> None:
-        """The next invocation dies at `point` (or, with `stall`, hangs there until its timeout kills it)."""
+    def crash_next(self, point: str, *, stall: bool = False, match: str | None = None) -> None:
+        """The next invocation (whose event holds `match`, if given) dies at `point`, or with `stall` hangs there
+        until its timeout kills it."""
         with self._lock:
-            self._one_shot.append((point, stall))
+            self._one_shot.append((point, stall, match))
 
     @property
     def in_flight(self) -> int:
@@ -206,8 +208,12 @@ class FunctionWorkers:
                 "memory_mb": self.memory_mb,
             }
             with self._lock:
-                if self._one_shot:
-                    request["crash_at"], request["stall"] = self._one_shot.popleft()
+                for planned in self._one_shot:
+                    point, stall, match = planned
+                    if match is None or match in json.dumps(event):
+                        request["crash_at"], request["stall"] = point, stall
+                        self._one_shot.remove(planned)
+                        break
             try:
                 reply = worker.invoke(request, self.timeout_seconds)
             except FunctionTimedOut:
@@ -270,6 +276,7 @@ class FunctionWorkers:
     def _drop(self, worker: _Worker, *, timed_out: bool = False, crashed: str | None = None) -> None:
         worker.kill()
         with self._lock:
+            self.stats.killed_pids.append(worker.process.pid)
             self._busy.discard(worker)
             if timed_out:
                 self.stats.timeouts += 1

@@ -115,6 +115,7 @@ class SandboxConfig:
     patients: list[dict[str, Any]]
     staff_ids: list[str]
     processing_delay_seconds: float = 0.5
+    answer_seconds: float = 0.0  # how long POST /v1/documents takes to answer, whatever the answer (a real API's time)
     job_ids: bool = True
     webhook_secret_field: str = "webhook_secret_key"  # noqa: S105 (a field name, not a secret); or "webhook_secret", or "webhook.secret" (nested)
     event_log_shape: str = "v1"  # v1: {id, type, created, status, ...}; v2: {event_id, event_type, created_at, ...}
@@ -327,6 +328,12 @@ class CobaltSandbox:
         return http_fault, hook_faults, scripted
 
     def _post_document(self, headers: Message, body: bytes, **_: Any) -> Reply:
+        reply = self._answer_upload(headers, body)
+        if self.config.answer_seconds and not reply.drop_connection:
+            return dataclasses.replace(reply, delay_seconds=reply.delay_seconds + self.config.answer_seconds)
+        return reply
+
+    def _answer_upload(self, headers: Message, body: bytes) -> Reply:
         http_fault, hook_faults, scripted = self._draw_upload_faults()
         if scripted is not None:
             return Reply(int(scripted.get("status", 400)), scripted.get("body"), dict(scripted.get("headers", {})))

@@ -1,0 +1,217 @@
+"""The local stack fails the way Lambda fails: functions in worker processes, timeouts that kill, crashes mid-upload,
+MaximumConcurrency, and a stack that leaves nothing behind when it is killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from docdrop.ledger import ObjectRef
+from docdrop.s3_events import s3_notification
+
+from local.samples import pdf_bytes
+from local.stack import LocalStack, StackOptions
+from local.workers import FunctionWorkers
+from tests.cli.conftest import CliStack
+from tests.support.processes import processes_of_stack
+
+REPO = Path(__file__).resolve().parents[2]
+# An upload needs about 10 s of the invocation (connect, 2 s for an answer, 5 s to record it): 15 s leaves room.
+TIMEOUT, VISIBILITY, CONCURRENCY = 15.0, 20, 3  # visibility above the timeout, as Lambda requires
+
+
+@pytest.fixture(scope="module")
+def worker_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliStack]:
+    state_dir = tmp_path_factory.mktemp("workers")
+    options = StackOptions(
+        state_dir=state_dir,
+        batching_window_seconds=0,
+        processing_delay_seconds=0.1,
+        cobalt_answer_seconds=0.3,
+        uploader_timeout_seconds=TIMEOUT,
+        visibility_timeout_seconds=VISIBILITY,
+        max_concurrent_uploads=CONCURRENCY,
+        reconcile_every_seconds=2,
+        outcome_grace_seconds=5,
+        time_scale=60,  # a claim still held when its message comes back is retried a second later, not a minute
+    )
+    with LocalStack(options) as stack:
+        assert stack.info is not None
+        yield CliStack(stack, stack.info, state_dir)
+
+
+def _uploader(stack: CliStack) -> FunctionWorkers:
+    return stack.stack.functions["uploader"]
+
+
+def _put_quietly(stack: CliStack, name: str) -> ObjectRef:
+    """An object put with the bucket's notification off, so that no event of S3 reaches the queue for it."""
+    s3 = stack.client("s3")
+    notification = s3.get_bucket_notification_configuration(Bucket=stack.info.bucket)
+    notification.pop("ResponseMetadata", None)
+    s3.put_bucket_notification_configuration(Bucket=stack.info.bucket, NotificationConfiguration={})
+    try:
+        return stack.put(name, pdf_bytes(name))
+    finally:
+        s3.put_bucket_notification_configuration(Bucket=stack.info.bucket, NotificationConfiguration=notification)
+
+
+def _send_one_event(stack: CliStack, ref: ObjectRef) -> None:
+    """One S3 event for the object (a put with tags makes two, which could go to two invocations)."""
+    size = stack.client("s3").head_object(Bucket=ref.bucket, Key=ref.key, VersionId=ref.version_id)["ContentLength"]
+    stack.client("sqs").send_message(
+        QueueUrl=stack.info.queue_url, MessageBody=s3_notification(ref.bucket, ref.key, ref.version_id, size)
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_timeout_kills_the_worker_and_the_batch_comes_back_after_the_visibility_timeout(
+    worker_stack: CliStack,
+) -> None:
+    uploader = _uploader(worker_stack)
+    timeouts, killed = uploader.stats.timeouts, len(uploader.stats.killed_pids)
+    ref = _put_quietly(worker_stack, "timeout/stuck.pdf")
+    uploader.crash_next("on_invoke", stall=True, match=ref.version_id)  # hangs before doing anything
+    sent_at = time.monotonic()
+    _send_one_event(worker_stack, ref)
+
+    worker_stack.wait_for(lambda: uploader.stats.timeouts == timeouts + 1, TIMEOUT + 30, "the timeout")
+    (pid,) = uploader.stats.killed_pids[killed:]
+    assert not _alive(pid)
+    assert worker_stack.status_of(ref) is None  # it never reached the claim: nothing recorded, nothing sent
+
+    assert worker_stack.wait_status(ref, "UPLOADED", seconds=VISIBILITY + 30) == "UPLOADED"
+    assert time.monotonic() - sent_at >= VISIBILITY  # back only once the visibility timeout of its receive ran out
+    assert worker_stack.uploads_of("stuck.pdf") == 1
+    event_source = worker_stack.stack.event_source
+    assert event_source is not None and any(b.error == "FunctionTimedOut" for b in event_source.batches)
+
+
+def test_maximum_concurrency_invocations_run_at_once_and_no_more(worker_stack: CliStack) -> None:
+    uploader = _uploader(worker_stack)
+    seen: set[int] = set()
+    most_at_once = 0
+    done = threading.Event()
+
+    def watch() -> None:
+        nonlocal most_at_once
+        while not done.is_set():
+            workers = [p for p, command in processes_of_stack(worker_stack.info.stack_id) if "uploader" in command]
+            seen.update(workers)
+            most_at_once = max(most_at_once, uploader.in_flight)
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    refs = [worker_stack.put(f"concurrency/doc-{n}.pdf", pdf_bytes(f"concurrency {n}")) for n in range(40)]
+    try:
+        for ref in refs:
+            worker_stack.wait_status(ref, "UPLOADED", seconds=90)
+    finally:
+        done.set()
+        watcher.join()
+
+    assert most_at_once == CONCURRENCY  # side by side, as the event source's MaximumConcurrency allows
+    assert uploader.stats.peak_concurrency == CONCURRENCY
+    live = [p for p, command in processes_of_stack(worker_stack.info.stack_id) if "uploader" in command]
+    assert len(live) <= CONCURRENCY and len(seen - set(uploader.stats.killed_pids)) <= CONCURRENCY
+    event_source = worker_stack.stack.event_source
+    assert event_source is not None and len(event_source.batches) > CONCURRENCY  # warm workers were reused
+
+
+def test_a_crash_mid_upload_sends_the_document_at_most_once_and_it_ends_reviewed_or_uploaded(
+    worker_stack: CliStack,
+) -> None:
+    uploader = _uploader(worker_stack)
+    sent_at_most = {"after_claim": (0,), "post_in_flight": (0, 1), "after_answer": (1,)}
+    refs = {}
+    for point in sent_at_most:  # one crash after another, each in the invocation of its own document
+        crashes = uploader.stats.crashes[point]
+        refs[point] = _put_quietly(worker_stack, f"crash/crash-{point}.pdf")
+        uploader.crash_next(point, match=refs[point].version_id)
+        _send_one_event(worker_stack, refs[point])
+        crashed = uploader.stats.crashes
+        worker_stack.wait_for(lambda: crashed[point] == crashes + 1, 30, f"the crash {point}")  # noqa: B023
+        assert worker_stack.status_of(refs[point]) == "RECEIVED"  # the claim outlives the worker that held it
+
+    # Each message comes back; the claim's lease (the invocation's time and 30 s) runs out; a redelivery finds it.
+    for ref in refs.values():
+        worker_stack.wait_status(ref, "NEEDS_REVIEW", "UPLOADED", seconds=TIMEOUT + 30 + 60)
+    time.sleep(2 * VISIBILITY)  # any later delivery or reconciler pass has had its chance to send one again
+
+    for point, ref in refs.items():
+        assert worker_stack.uploads_of(f"crash-{point}.pdf") in sent_at_most[point], point
+        assert worker_stack.status_of(ref) in ("NEEDS_REVIEW", "UPLOADED"), point
+    assert worker_stack.status_of(refs["after_claim"]) == "NEEDS_REVIEW"  # never sent, and nobody can know that
+
+
+def _demo(state_dir: Path, *args: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "COBALT_", "LEDGER_", "DOCDROP_"))}
+    return subprocess.Popen(
+        [sys.executable, "-m", "local.demo", "--state-dir", str(state_dir), *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_sigkill_of_the_stack_leaves_none_of_its_processes_running(tmp_path: Path) -> None:
+    demo = _demo(tmp_path, "--keep-running", "--no-samples")
+    stack_file = tmp_path / "local-stack.json"
+    try:
+        deadline = time.monotonic() + 180
+        while not stack_file.exists():
+            assert demo.poll() is None, demo.stdout.read() if demo.stdout else ""
+            assert time.monotonic() < deadline, "the stack never started"
+            time.sleep(0.5)
+        info = json.loads(stack_file.read_text())
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=info["aws_endpoint_url"],
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        s3.put_object(
+            Bucket=info["bucket"],
+            Key=info["prefix"] + "killed/stack.pdf",
+            Body=pdf_bytes("killed"),
+            Tagging="patient_mrn=100001&folder_name=MedicalRecords",
+        )
+        while len(processes_of_stack(info["stack_id"])) < 3:  # DynamoDB Local's guard and Java, and a worker
+            assert time.monotonic() < deadline, processes_of_stack(info["stack_id"])
+            time.sleep(0.5)
+
+        second = _demo(tmp_path, "--no-samples")  # the same folder, while the first runs
+        output, _ = second.communicate(timeout=120)
+        assert second.returncode == 1 and "already running" in output, output[-2000:]
+        assert stack_file.exists()
+    finally:
+        demo.send_signal(signal.SIGKILL)
+        demo.communicate(timeout=30)
+
+    deadline = time.monotonic() + 20
+    while processes_of_stack(info["stack_id"]) and time.monotonic() < deadline:
+        time.sleep(0.25)
+    assert processes_of_stack(info["stack_id"]) == []
+    # Its file is stale now: a new stack in the same folder starts.
+    with LocalStack(StackOptions(state_dir=tmp_path, batching_window_seconds=0)) as stack:
+        assert stack.info is not None and stack.info.pid == os.getpid()
