@@ -10,7 +10,7 @@ IAC_VENV := .venv-iac
 IAC_STAMP := $(IAC_VENV)/.installed
 SAM := SAM_CLI_TELEMETRY=0 $(IAC_VENV)/bin/sam
 
-.PHONY: demo test lint iac build deploy bench open-loops outage sandbox clean
+.PHONY: demo test lint iac build deploy bench chaos open-loops outage sandbox clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,11 @@ bench: $(STAMP) build
 	$(BIN)/python -m bench.webhook_bench
 	$(BIN)/python -m bench.upload_bench
 	$(BIN)/python -m bench.reconciler_bench
+
+## chaos: the resilience suite: N documents (default 1000) with Cobalt's faults, duplicate events, late tags, lost
+##        webhooks and uploader crashes; prints the promises' figures, exits 1 if one breaks (N=100 make chaos)
+chaos: $(STAMP)
+	$(BIN)/python -m bench.chaos_run $(if $(N),--documents $(N)) $(ARGS)
 
 ## open-loops: 1,000 documents through the local stack, 3 % of webhooks never sent: how many stay open (claim: 0)
 open-loops: $(STAMP)

@@ -82,11 +82,11 @@ def running_dynamodb_local(port: int = 0, db_path: Path | None = None) -> Iterat
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={**os.environ, "PYTHONPATH": _repository_path()},
+            env={**os.environ, "PYTHONPATH": repository_pythonpath()},
         )
         endpoint = f"http://127.0.0.1:{port}"
         try:
-            _wait_until_ready(endpoint, process, log_file)
+            wait_until_ready(endpoint, process, log_file)
             yield endpoint
         finally:
             process.terminate()
@@ -97,22 +97,25 @@ def running_dynamodb_local(port: int = 0, db_path: Path | None = None) -> Iterat
                 process.wait()
 
 
-def _wait_until_ready(endpoint: str, process: subprocess.Popen[bytes], log: IO[bytes], timeout: float = 60.0) -> None:
+def wait_until_ready(
+    endpoint: str, process: subprocess.Popen[bytes], log: IO[bytes], timeout: float = 60.0, what: str = "DynamoDB Local"
+) -> None:
+    """Until `endpoint` answers HTTP; DynamoDBLocalUnavailable (with the output's tail) if the process ends first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             log.seek(0)
             tail = log.read()[-2000:].decode("utf-8", "replace")  # the engine's own output: the only diagnostic
-            raise DynamoDBLocalUnavailable(f"DynamoDB Local exited with code {process.returncode}:\n{tail}")
+            raise DynamoDBLocalUnavailable(f"{what} exited with code {process.returncode}:\n{tail}")
         try:
             requests.get(endpoint, timeout=1)  # any HTTP answer means it listens
             return
         except requests.RequestException:
             time.sleep(0.2)
-    raise DynamoDBLocalUnavailable("DynamoDB Local did not start within a minute")
+    raise DynamoDBLocalUnavailable(f"{what} did not start within {timeout:g} s")
 
 
-def _repository_path() -> str:
+def repository_pythonpath() -> str:
     """PYTHONPATH with the repository first, so `python -m local.guard` resolves from any working directory."""
     root = str(Path(__file__).resolve().parent.parent)
     rest = os.environ.get("PYTHONPATH")

@@ -3,10 +3,22 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+
+class QuietHTTPServer(ThreadingHTTPServer):
+    """A threaded HTTP server that lets a client hang up (a timeout, a reset) without printing a traceback."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class LoopbackPostServer:
@@ -20,8 +32,7 @@ class LoopbackPostServer:
             def do_POST(self) -> None:
                 serve(self)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), RequestHandler)
-        self._server.daemon_threads = True
+        self._server = QuietHTTPServer(("127.0.0.1", port), RequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name=name, daemon=True)
 
     @property

@@ -30,9 +30,10 @@ import boto3
 from docdrop.cobalt import CobaltClient
 
 from local.cobalt_sandbox import CobaltSandbox, FaultSettings, SandboxConfig
-from local.dynamodb_local import DynamoDBLocalUnavailable, free_port, running_dynamodb_local
+from local.dynamodb_local import DynamoDBLocalUnavailable, running_dynamodb_local
 from local.event_source import SqsEventSource
 from local.lambda_api import LocalLambdaApi
+from local.moto_process import running_moto_server
 from local.resources import (
     IngestQueues,
     create_fingerprint_key,
@@ -281,7 +282,7 @@ class LocalStack:
         streams = boto3.client("dynamodbstreams", endpoint_url=dynamodb_url, region_name=REGION)
         stream_arn = dynamodb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
         self.stream_source = DynamoDBStreamSource(
-            streams, stream_arn, joiner.handler, outcome_joiner_stream_source(template)
+            streams, stream_arn, joiner.handler, outcome_joiner_stream_source(template), poll_interval_seconds=0.25
         )
         self._start_thread("ledger-stream", self.stream_source.run)
 
@@ -415,14 +416,7 @@ class LocalStack:
         return report
 
     def _start_moto(self) -> str:
-        from moto.server import ThreadedMotoServer
-
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # its request lines name object keys
-        port = free_port()
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        server.start()
-        self._exit.callback(server.stop)
-        return f"http://127.0.0.1:{port}"
+        return self._exit.enter_context(running_moto_server())
 
     def _start_dynamodb(self, moto_url: str) -> tuple[str, str]:
         try:

@@ -32,6 +32,8 @@ import requests
 from docdrop.filetype import MAX_DOCUMENT_BYTES, sniff_content_type
 from docdrop.signature import js_json_stringify, sign_payload
 
+from local.loopback_server import QuietHTTPServer
+
 log = logging.getLogger("cobalt_sandbox")
 
 DEFAULT_SEED_FILE = Path(__file__).with_name("seed.json")
@@ -218,7 +220,7 @@ class CobaltSandbox:
         class Handler(_Handler):
             owner = sandbox
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server = QuietHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="cobalt-sandbox", daemon=True)
         self._thread.start()
