@@ -80,7 +80,8 @@ def webhook() -> Iterator[tuple[ModuleType, RecordingLedger]]:
         patch.setenv(name, value)
     module = load_handler_module("webhook")
     ledger = RecordingLedger()
-    for name, value in {"ledger": ledger, "signing_secret": FixedSecret(), "fingerprint_key": None}.items():
+    collaborators: dict[str, Any] = {"ledger": ledger, "signing_secret": FixedSecret(), "fingerprint_key": None}
+    for name, value in collaborators.items():
         setattr(module, name, value)  # the container's collaborators, in memory
     yield module, ledger
     patch.undo()
