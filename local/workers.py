@@ -237,7 +237,12 @@ class FunctionWorkers:
         with self._lock:
             if self._closed:
                 raise InvocationFailed(f"{self.function}: the stack is stopping")
-            worker = self._idle.pop() if self._idle else None
+            worker = None
+            while self._idle and worker is None:
+                worker = self._idle.pop()
+                if worker.process.poll() is not None:  # ended while idle (killed from outside): Lambda starts anew
+                    worker.kill()
+                    worker = None
             if worker is not None:
                 self._busy.add(worker)
                 self._count_busy()

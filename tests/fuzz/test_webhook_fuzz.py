@@ -74,7 +74,6 @@ def webhook() -> Iterator[tuple[ModuleType, RecordingLedger]]:
         "WEBHOOK_SECRET": "fuzz-signing",
         "POWERTOOLS_METRICS_NAMESPACE": "DocDrop",
         "POWERTOOLS_METRICS_DISABLED": "true",
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
         "AWS_DEFAULT_REGION": "us-east-1",
     }.items():
         patch.setenv(name, value)

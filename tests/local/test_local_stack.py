@@ -121,7 +121,12 @@ def test_keep_running_serves_documents_dropped_by_hand_until_interrupted(tmp_pat
         document_id = rows[0]["document_id"]
         code, text = _status(stack_file, "--json", "--document-id", document_id)
         assert code == 0 and json.loads(text)[0]["key"] == key
-        code, text = _status(stack_file, "--status", "UPLOADED")
+        # A lookup shows the outcome at once; the listing follows once the stream has joined it (its own invocation).
+        while time.monotonic() < deadline:
+            code, text = _status(stack_file, "--status", "UPLOADED")
+            if code != 0 or "referral letter.pdf" in text:
+                break
+            time.sleep(0.5)
         assert code == 0 and "referral letter.pdf" in text and document_id in text
         # One reconciler pass on demand, the same function the stack's schedule runs (exit 3: a pass was running).
         for _ in range(5):
