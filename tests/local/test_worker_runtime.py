@@ -3,11 +3,8 @@ MaximumConcurrency, and a stack that leaves nothing behind when it is killed."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,9 +19,9 @@ from local.samples import pdf_bytes
 from local.stack import LocalStack, StackOptions
 from local.workers import FunctionWorkers
 from tests.cli.conftest import CliStack
+from tests.support.demo import start_demo, wait_for_stack_file
 from tests.support.processes import processes_of_stack
 
-REPO = Path(__file__).resolve().parents[2]
 # An upload needs about 10 s of the invocation (connect, 2 s for an answer, 5 s to record it): 15 s leaves room.
 TIMEOUT, VISIBILITY, CONCURRENCY = 15.0, 20, 3  # visibility above the timeout, as Lambda requires
 
@@ -161,28 +158,12 @@ def test_a_crash_mid_upload_sends_the_document_at_most_once_and_it_ends_reviewed
     assert worker_stack.status_of(refs["after_claim"]) == "NEEDS_REVIEW"  # never sent, and nobody can know that
 
 
-def _demo(state_dir: Path, *args: str) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "COBALT_", "LEDGER_", "DOCDROP_"))}
-    return subprocess.Popen(
-        [sys.executable, "-m", "local.demo", "--state-dir", str(state_dir), *args],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
 def test_sigkill_of_the_stack_leaves_none_of_its_processes_running(tmp_path: Path) -> None:
-    demo = _demo(tmp_path, "--keep-running", "--no-samples")
+    demo = start_demo(tmp_path, "--keep-running", "--no-samples")
     stack_file = tmp_path / "local-stack.json"
     try:
+        info = wait_for_stack_file(demo, tmp_path)
         deadline = time.monotonic() + 180
-        while not stack_file.exists():
-            assert demo.poll() is None, demo.stdout.read() if demo.stdout else ""
-            assert time.monotonic() < deadline, "the stack never started"
-            time.sleep(0.5)
-        info = json.loads(stack_file.read_text())
         s3 = boto3.client(
             "s3",
             endpoint_url=info["aws_endpoint_url"],
@@ -200,7 +181,7 @@ def test_sigkill_of_the_stack_leaves_none_of_its_processes_running(tmp_path: Pat
             assert time.monotonic() < deadline, processes_of_stack(info["stack_id"])
             time.sleep(0.5)
 
-        second = _demo(tmp_path, "--no-samples")  # the same folder, while the first runs
+        second = start_demo(tmp_path, "--no-samples")  # the same folder, while the first runs
         output, _ = second.communicate(timeout=120)
         assert second.returncode == 1 and "already running" in output, output[-2000:]
         assert stack_file.exists()
