@@ -257,7 +257,7 @@ class LocalStack:
             pool = FunctionWorkers(
                 function,
                 log_path=logs_dir / f"{function.replace('_', '-')}.log",
-                environment=lambda: environment,
+                environment=environment,
                 **settings,
             )
             self.functions[function] = pool
@@ -369,28 +369,29 @@ class LocalStack:
     def _stop_taking_uploads(self) -> None:
         """The orderly stop's first step: no new batch; the batches in flight end (or their timeout kills them)."""
         self._stop_uploads.set()
-        in_flight = self.event_source.in_flight if self.event_source is not None else 0
+        messages = self.event_source.in_flight if self.event_source is not None else 0
         uploader = self.functions.get("uploader")
-        if in_flight and uploader is not None:
-            log.warning(
-                "Stopping: %d uploader invocation(s) in flight with %d message(s); letting them end (at most %g s)",
-                uploader.in_flight,
-                in_flight,
-                uploader.timeout_seconds,
-            )
-            timeouts = uploader.stats.timeouts
+        if not messages or uploader is None:
             self._uploads_stopped.wait()
-            killed = uploader.stats.timeouts - timeouts
-            log.warning(
-                "Stopped: every invocation in flight ended"
-                + (
-                    f"; {killed} ran past the timeout and were killed (their objects stay RECEIVED, and are marked "
-                    "for review when their messages come back)"
-                    if killed
-                    else ""
-                )
-            )
+            return
+        log.warning(
+            "Stopping: %d uploader invocation(s) in flight with %d message(s); letting them end (at most %g s)",
+            uploader.in_flight,
+            messages,
+            uploader.timeout_seconds,
+        )
+        timeouts = uploader.stats.timeouts
         self._uploads_stopped.wait()
+        killed = uploader.stats.timeouts - timeouts
+        log.warning(
+            "Stopped: every invocation in flight ended"
+            + (
+                f"; {killed} ran past the timeout and were killed (their objects stay RECEIVED, and are marked "
+                "for review when their messages come back)"
+                if killed
+                else ""
+            )
+        )
 
     def _start_thread(self, name: str, target: Callable[..., None], *args: object) -> None:
         """A daemon thread that runs `target(stop_event, *args)` and is joined when the stack stops."""

@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import IO, Any
@@ -88,7 +88,7 @@ class WorkerStats:
 class _Worker:
     """One execution environment: a process, its connection, whether it is still usable."""
 
-    def __init__(self, function: str, serial: int, environment: Mapping[str, str], log_file: IO[bytes]) -> None:
+    def __init__(self, function: str, environment: Mapping[str, str], log_file: IO[bytes]) -> None:
         ours, theirs = socket.socketpair()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "local.worker", function, str(theirs.fileno())],
@@ -102,8 +102,6 @@ class _Worker:
         )
         theirs.close()
         self.conn = Connection(ours.detach())
-        self.serial = serial
-        self.invocations = 0
 
     def wait_ready(self) -> float:
         reply = self._receive(INIT_TIMEOUT_SECONDS)
@@ -112,7 +110,6 @@ class _Worker:
         return float(reply.get("init_ms") or 0.0)
 
     def invoke(self, request: dict[str, Any], timeout_seconds: float) -> dict[str, Any]:
-        self.invocations += 1
         try:
             self.conn.send_bytes(json.dumps(request).encode())
         except OSError as exc:
@@ -161,7 +158,7 @@ class FunctionWorkers:
         timeout_seconds: float,
         max_concurrency: int,
         log_path: Path,
-        environment: Callable[[], Mapping[str, str]] = lambda: dict(os.environ),
+        environment: Mapping[str, str],
         memory_mb: int = 512,
         crash: CrashPlan | None = None,
     ) -> None:
@@ -192,10 +189,6 @@ class FunctionWorkers:
     def in_flight(self) -> int:
         with self._lock:
             return len(self._busy)
-
-    def pids(self) -> list[int]:
-        with self._lock:
-            return [w.process.pid for w in (*self._idle, *self._busy)]
 
     # ----- invoking --------------------------------------------------------------------------------------------------
     def invoke(self, event: dict[str, Any]) -> Any:
@@ -248,10 +241,10 @@ class FunctionWorkers:
                 self._count_busy()
                 return worker
             serial = next(self._serials)
-        environment = dict(self._environment())
+        environment = dict(self._environment)
         if self.crash is not None:
             environment["DOCDROP_CRASH_PLAN"] = self.crash.for_worker(serial)
-        worker = _Worker(self.function, serial, environment, self._log)
+        worker = _Worker(self.function, environment, self._log)
         with self._lock:
             self._busy.add(worker)
             self._count_busy()
