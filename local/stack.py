@@ -28,6 +28,7 @@ from typing import Any
 
 import boto3
 from docdrop.cobalt import CobaltClient
+from docdrop_cli.target import process_running
 
 from local.cobalt_sandbox import CobaltSandbox, FaultSettings, SandboxConfig
 from local.dynamodb_local import DynamoDBLocalUnavailable, running_dynamodb_local
@@ -471,17 +472,7 @@ def _refuse_if_running(state_file: Path) -> None:
         pid = int(json.loads(state_file.read_text(encoding="utf-8")).get("pid") or 0)
     except (OSError, ValueError, AttributeError):
         return  # no file, or not one of ours: nothing runs from it
-    if pid and pid != os.getpid() and _alive(pid):
+    if pid and pid != os.getpid() and process_running(pid):
         raise StackAlreadyRunning(
             f"a local stack (process {pid}) is already running from {state_file.parent}; stop it, or use --state-dir"
         )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -130,7 +130,7 @@ def _from_stack_file(path: Path, args: argparse.Namespace) -> Target:
         pid = info.get("pid")
     except (OSError, ValueError, AttributeError) as exc:
         raise OperatorError(f"{path} is not a local stack file ({type(exc).__name__}): {START_LOCAL}") from None
-    if isinstance(pid, int) and not _running(pid):
+    if isinstance(pid, int) and not process_running(pid):
         raise OperatorError(f"the local stack is not running ({path} is left from process {pid}): {START_LOCAL}")
     try:
         return Target(
@@ -155,7 +155,8 @@ def _from_stack_file(path: Path, args: argparse.Namespace) -> Target:
         raise OperatorError(f"{path} lacks {exc}; it is from another version of DocDrop: {START_LOCAL}") from None
 
 
-def _running(pid: int) -> bool:
+def process_running(pid: int) -> bool:
+    """Whether a process with this pid is alive (a local stack's, by its stack file)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -14,6 +14,7 @@ import boto3
 import pytest
 from docdrop.ledger import ObjectRef
 from docdrop.s3_events import s3_notification
+from docdrop_cli.target import process_running
 
 from local.samples import pdf_bytes
 from local.stack import LocalStack, StackOptions
@@ -70,14 +71,6 @@ def _send_one_event(stack: CliStack, ref: ObjectRef) -> None:
     )
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def test_a_timeout_kills_the_worker_and_the_batch_comes_back_after_the_visibility_timeout(
     worker_stack: CliStack,
 ) -> None:
@@ -90,7 +83,7 @@ def test_a_timeout_kills_the_worker_and_the_batch_comes_back_after_the_visibilit
 
     worker_stack.wait_for(lambda: uploader.stats.timeouts == timeouts + 1, TIMEOUT + 30, "the timeout")
     (pid,) = uploader.stats.killed_pids[killed:]
-    assert not _alive(pid)
+    assert not process_running(pid)
     assert worker_stack.status_of(ref) is None  # it never reached the claim: nothing recorded, nothing sent
 
     assert worker_stack.wait_status(ref, "UPLOADED", seconds=VISIBILITY + 30) == "UPLOADED"
