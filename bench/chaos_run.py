@@ -22,7 +22,7 @@ import re
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -30,6 +30,7 @@ import boto3
 from docdrop.ledger import OPEN, DocumentLedger, Status
 from docdrop.s3_events import s3_notification
 
+from bench.settling import status_counts, wait_until_closed
 from local.cobalt_sandbox import FaultSettings
 from local.samples import pdf_bytes
 from local.stack import LocalStack, StackOptions
@@ -50,17 +51,12 @@ class Drop:
     duplicate_event: bool
 
 
-@dataclass
 class Captured(logging.Handler):
     """Every log record of the stack's own process (the sandbox, moto, the event sources), formatted."""
 
-    lines: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
+    def __init__(self) -> None:
         super().__init__(logging.DEBUG)
-
-    def __hash__(self) -> int:
-        return id(self)
+        self.lines: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -171,21 +167,9 @@ def main(argv: list[str] | None = None) -> int:
             list(pool.map(drop, drops))
         dropped = time.monotonic()
         print(f"Dropped {len(drops)} in {dropped - started:.1f} s; waiting for every one to close...", flush=True)
-        settled_at, open_now, last = None, len(drops), ""
-        while time.monotonic() - started < args.timeout:
-            counts = {s: ledger.count_status(s)[0] for s in Status}
-            open_now = sum(counts[s] for s in OPEN)
-            closed = sum(counts[s] for s in Status if s not in OPEN)
-            line = f"open {open_now}, closed {closed}"
-            if line != last:
-                print(f"  [{time.monotonic() - started:5.0f}s] {line}", flush=True)
-                last = line
-            if closed >= len(drops) and open_now == 0:
-                settled_at = time.monotonic()
-                break
-            time.sleep(2)  # counting costs the engine a query per status: not too often
+        settled_at = wait_until_closed(ledger, len(drops), started, args.timeout)
         time.sleep(2 * every)  # the passes after the last outcome: reviews resolved by evidence, late duplicates
-        counts = {s: ledger.count_status(s)[0] for s in Status}
+        counts = status_counts(ledger)
         open_now = sum(counts[s] for s in OPEN)
         copies = collections.Counter(d["filename"] for d in stack.sandbox._public_documents())
         twice = sum(1 for n in copies.values() if n > 1)

@@ -25,6 +25,7 @@ from urllib.parse import urlencode
 import boto3
 from docdrop.ledger import OPEN, DocumentLedger, Status
 
+from bench.settling import status_counts, wait_until_closed
 from local.cobalt_sandbox import FaultSettings
 from local.samples import pdf_bytes
 from local.stack import LocalStack, StackOptions
@@ -85,21 +86,9 @@ def main(argv: list[str] | None = None) -> int:
             list(pool.map(drop, range(args.documents)))
         dropped = time.monotonic()
         print(f"Dropped {args.documents} documents in {dropped - started:.1f} s; waiting for every one to close...")
-        open_now = args.documents
-        last = ""
-        while time.monotonic() - dropped < args.timeout:
-            counts = {s: ledger.count_status(s)[0] for s in Status}
-            open_now = sum(counts[s] for s in OPEN)
-            closed = sum(counts[s] for s in Status if s not in OPEN)
-            line = f"  [{time.monotonic() - dropped:5.0f}s] open {open_now}, closed {closed}"
-            if line.split("]")[1] != last:
-                print(line, flush=True)
-                last = line.split("]")[1]
-            if closed >= args.documents and open_now == 0:
-                break
-            time.sleep(2)
-        settled = time.monotonic()
-        counts = {s: ledger.count_status(s)[0] for s in Status}
+        settled = wait_until_closed(ledger, args.documents, dropped, args.timeout) or time.monotonic()
+        counts = status_counts(ledger)
+        open_now = sum(counts[s] for s in OPEN)
         never_sent = sum(1 for f in stack.sandbox.fault_log if f.get("webhook_never_sent"))
         from_log = 0
         for status in (Status.UPLOADED, Status.FAILED):
@@ -111,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(f"documents dropped:                     {args.documents}")
         print("ended:                                 " + ", ".join(f"{s.value} {n}" for s, n in counts.items() if n))
-        print(f"open at the end:                       {sum(counts[s] for s in OPEN)}")
+        print(f"open at the end:                       {open_now}")
         print(f"webhooks the sandbox never sent:       {never_sent}")
         print(f"outcomes recovered from the event log: {from_log}")
         print(f"documents that reached Cobalt twice:   {twice} (of {len(copies)} that reached it)")

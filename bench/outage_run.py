@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 import boto3
 from docdrop.ledger import OPEN, DocumentLedger, Status
 
+from bench.settling import status_counts
 from local.cobalt_sandbox import FaultSettings
 from local.samples import pdf_bytes
 from local.stack import LocalStack, StackOptions
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         pacer.start()
         empty = None
         while time.monotonic() - back < args.timeout:
-            counts = {s: ledger.count_status(s)[0] for s in Status}
+            counts = status_counts(ledger)
             if (
                 sum(counts[s] for s in OPEN if s is not Status.SUBMITTED) == 0
                 and counts[Status.UPLOADED] >= args.documents
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                 break
             time.sleep(1.0)
         stop.set()
-        counts = {s: ledger.count_status(s)[0] for s in Status}
+        counts = status_counts(ledger)
         dlq = int(
             sqs.get_queue_attributes(QueueUrl=info.dlq_url, AttributeNames=["ApproximateNumberOfMessages"])[
                 "Attributes"
