@@ -20,7 +20,7 @@ from local.cobalt_sandbox import CobaltSandbox
 from local.samples import pdf_bytes
 from local.stack import LocalStack, StackOptions
 from tests.support.cobalt import running_sandbox
-from tests.support.demo import start_demo, wait_for_stack_file
+from tests.support.demo import s3_of, start_demo, wait_for_stack_file
 
 STACK_KEYS = {
     "aws_endpoint_url",
@@ -77,13 +77,7 @@ def test_keep_running_serves_documents_dropped_by_hand_until_interrupted(tmp_pat
         assert set(info) >= STACK_KEYS
         assert set(info["secrets"]) == {"cobalt_credentials", "webhook_signing"}
 
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=info["aws_endpoint_url"],
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        s3 = s3_of(info)
         key = info["prefix"] + "by-hand/referral letter.pdf"
         s3.put_object(
             Bucket=info["bucket"],

@@ -10,7 +10,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 from docdrop.ledger import ObjectRef
 from docdrop.s3_events import s3_notification
@@ -20,7 +19,7 @@ from local.samples import pdf_bytes
 from local.stack import LocalStack, StackOptions
 from local.workers import FunctionWorkers
 from tests.cli.conftest import CliStack
-from tests.support.demo import start_demo, wait_for_stack_file
+from tests.support.demo import s3_of, start_demo, wait_for_stack_file
 from tests.support.processes import processes_of_stack
 
 # An upload needs about 10 s of the invocation (connect, 2 s for an answer, 5 s to record it): 15 s leaves room.
@@ -157,13 +156,7 @@ def test_sigkill_of_the_stack_leaves_none_of_its_processes_running(tmp_path: Pat
     try:
         info = wait_for_stack_file(demo, tmp_path)
         deadline = time.monotonic() + 180
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=info["aws_endpoint_url"],
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        s3 = s3_of(info)
         s3.put_object(
             Bucket=info["bucket"],
             Key=info["prefix"] + "killed/stack.pdf",

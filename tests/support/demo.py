@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import boto3
+
 REPO = Path(__file__).resolve().parents[2]
 STACK_SETTINGS = ("AWS_", "COBALT_", "LEDGER_", "WEBHOOK_", "DOCDROP_")
 
@@ -36,3 +38,14 @@ def wait_for_stack_file(demo: subprocess.Popen[str], state_dir: Path, seconds: f
         time.sleep(0.5)
     info: dict[str, Any] = json.loads(stack_file.read_text())
     return info
+
+
+def s3_of(info: dict[str, Any]) -> Any:
+    """An S3 client for the running demo's moto, from its stack file, as a user of the README would make one."""
+    return boto3.client(
+        "s3",
+        endpoint_url=info["aws_endpoint_url"],
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
