@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         hooks = collections.Counter(
             name for fault in stack.sandbox.fault_log for name in FaultSettings.WEBHOOK_FAULTS if fault.get(name)
         )
-        reviewed = _ever_reviewed(ledger, len(drops))
+        reviewed = len(ledger.ever_in(Status.NEEDS_REVIEW))
         uploader = stack.functions["uploader"].stats
         workers = {name: pool.stats for name, pool in stack.functions.items()}
     # The stack has stopped: every log file is complete.
@@ -216,14 +216,6 @@ def main(argv: list[str] | None = None) -> int:
     broken = twice > 0 or open_now > 0 or sum(phi.values()) > 0 or settled_at is None
     print("PROMISES BROKEN" if broken else "Every promise held.")
     return 1 if broken else 0
-
-
-def _ever_reviewed(ledger: DocumentLedger, documents: int) -> int:
-    count = 0
-    for status in Status:
-        for view in ledger.list_by_status(status, limit=documents * 3):
-            count += any(h.get("status") == Status.NEEDS_REVIEW.value for h in view.history)
-    return count
 
 
 def _phi_in_logs(drops: list[Drop], logs: Path, in_process: list[str]) -> collections.Counter[str]:

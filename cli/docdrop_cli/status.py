@@ -120,11 +120,12 @@ def summarise(ledger: DocumentLedger, since: datetime | None) -> dict[str, Any]:
     now = datetime.now(UTC)
     counts: dict[str, int] = {}
     oldest: dict[str, dict[str, Any]] = {}
+    scanned = ledger.status_counts()  # one Scan: settled states are in no index (docs/ledger.md)
     for status in Status:
-        count, oldest_at = ledger.count_status(status)
-        counts[status.value] = count
-        if count and status in OPEN and oldest_at:
-            item = next(ledger.open_items(status, limit=1), {})
+        counts[status.value] = count = scanned.get(status.value, 0)
+        item = next(ledger.open_items(status, limit=1), {}) if count and status in OPEN else {}
+        oldest_at = item.get("status_at")
+        if oldest_at:
             oldest[status.value] = {
                 "object_id": item.get("object_id"),
                 "key": item.get("key"),

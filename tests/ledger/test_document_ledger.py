@@ -70,7 +70,7 @@ def test_waiting_for_tags_then_claimed_when_the_tags_arrive(ledger: DocumentLedg
     # A late duplicate of the first event cannot move a claimed object back to waiting or rejected.
     assert not ledger.record_unclaimed_state(REF, Status.WAITING_FOR_TAGS, "Missing tag: patient_mrn")
     assert not ledger.record_unclaimed_state(REF, Status.REJECTED, "x")
-    history = [h["status"] for h in ledger.get_object(REF)["history"]]
+    history = [h["status"] for h in ledger.history(REF.object_id)]
     assert history == ["WAITING_FOR_TAGS", "RECEIVED"]
 
 

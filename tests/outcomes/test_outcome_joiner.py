@@ -73,7 +73,7 @@ def test_an_outcome_after_its_submission_moves_the_object_at_the_next_stream_pol
     joiner.drain()
     item = joiner.ledger.get_object(REF)
     assert (item["status"], item["reason"]) == ("UPLOADED", "Filed in the EMR")
-    assert [h["status"] for h in item["history"]] == ["RECEIVED", "SUBMITTED", "UPLOADED"]
+    assert [h["status"] for h in joiner.ledger.history(REF.object_id)] == ["RECEIVED", "SUBMITTED", "UPLOADED"]
     assert "outcome_unjoined" not in joiner.ledger.get_document(DOCUMENT)  # out of the unjoined index
     assert _emitted(capsys, "DocumentsUploaded") == 1
 
@@ -84,20 +84,27 @@ def test_an_outcome_before_its_submission_is_joined_when_the_submission_lands(
     failed = OutcomeEvent("evt-f", "document.upload_failed", DOCUMENT, "2026-11-30T10:00:00Z", "Patient not found.")
     joiner.ledger.record_outcome(failed)
     joiner.drain()
-    assert joiner.source.delivered == 0  # no object yet: nothing for the joiner
+    # No object yet: the joiner only lists it as unjoined (for the reviews and the foreign sweep), and counts nothing.
+    assert joiner.ledger.get_document(DOCUMENT)["outcome_unjoined"] == "FAILED"
+    assert _emitted(capsys, "DocumentsFailed") == 0
     joiner.submit()
     joiner.drain()
     item = joiner.ledger.get_object(REF)
     assert (item["status"], item["reason"]) == ("FAILED", "Patient not found.")
+    assert "outcome_unjoined" not in joiner.ledger.get_document(DOCUMENT)  # the link took it out of the index
     assert _emitted(capsys, "DocumentsFailed") == 1
 
 
-def test_an_outcome_for_a_document_docdrop_never_sent_never_reaches_the_joiner(
+def test_an_outcome_for_a_document_docdrop_never_sent_is_listed_once_as_unjoined_and_never_counted(
     joiner: JoinerStack, capsys: pytest.CaptureFixture[str]
 ) -> None:
     joiner.ledger.record_outcome(uploaded("evt-x", "9999000099990000"))
     joiner.drain()
-    assert joiner.source.delivered == 0 and joiner.source.filtered_out >= 1
+    assert joiner.source.delivered == 1  # its listing as unjoined is a new image the filter lets through no more
+    assert joiner.ledger.get_document("9999000099990000")["outcome_unjoined"] == "UPLOADED"
+    joiner.ledger.record_outcome(uploaded("evt-y", "9999000099990000"))  # a second event: already listed
+    joiner.drain()
+    assert joiner.source.delivered == 1
     assert _emitted(capsys, "DocumentsUploaded") == 0
 
 
@@ -139,12 +146,19 @@ def _record(new_image: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_the_local_event_filter_selects_what_the_templates_filter_selects() -> None:
-    (pattern,) = outcome_joiner_stream_source().filter_patterns
-    both = {"pk": {"S": "CDOC#1"}, "object_id": {"S": "abc"}, "outcome_unjoined": {"S": "UPLOADED"}}
-    assert matches(pattern, _record(both))
-    assert not matches(pattern, _record({"pk": {"S": "CDOC#1"}, "outcome_unjoined": {"S": "UPLOADED"}}))
-    assert not matches(pattern, _record({"pk": {"S": "CDOC#1"}, "object_id": {"S": "abc"}, "outcome": {"S": "X"}}))
-    assert not matches(pattern, {"eventName": "REMOVE", "dynamodb": {"Keys": {}}})
+    patterns = outcome_joiner_stream_source().filter_patterns
+
+    def selected(image: dict[str, Any]) -> bool:
+        return any(matches(p, _record({"sk": {"S": "CDOC"}, **image})) for p in patterns)
+
+    both = {"pk": {"S": "CDOC#1"}, "object_id": {"S": "abc"}, "outcome": {"S": "UPLOADED"}}
+    assert selected(both)
+    assert selected({"pk": {"S": "CDOC#1"}, "outcome": {"S": "UPLOADED"}})  # to be listed as unjoined
+    assert not selected({"pk": {"S": "CDOC#1"}, "outcome": {"S": "UPLOADED"}, "outcome_unjoined": {"S": "UPLOADED"}})
+    assert not selected({"pk": {"S": "CDOC#1"}, "outcome": {"S": "UPLOADED"}, "foreign_at": {"S": "2026"}})
+    assert not selected({"pk": {"S": "CDOC#1"}, "object_id": {"S": "abc"}})  # a link without an outcome yet
+    assert not any(matches(p, _record({"sk": {"S": "OBJ"}, **both})) for p in patterns)
+    assert not any(matches(p, {"eventName": "REMOVE", "dynamodb": {"Keys": {}}}) for p in patterns)
     assert matches({"eventName": ["INSERT", "MODIFY"]}, _record(both))
     assert matches({"dynamodb": {"NewImage": {"pk": {"S": [{"prefix": "CDOC#"}]}}}}, _record(both))
     assert not matches({"dynamodb": {"NewImage": {"pk": {"S": [{"prefix": "OBJ#"}]}}}}, _record(both))

@@ -22,7 +22,7 @@ def test_the_sample_stream_record_passes_the_templates_filter_and_joins_its_obje
 ) -> None:
     event = json.loads((EVENTS / "outcome-joiner-stream.json").read_text())
     [record] = event["Records"]
-    assert all(matches(p, record) for p in outcome_joiner_stream_source().filter_patterns)
+    assert any(matches(p, record) for p in outcome_joiner_stream_source().filter_patterns)
     document = stream_new_image(record)
     assert document is not None
     ref = ObjectRef(document["bucket"], document["key"], document["version_id"])

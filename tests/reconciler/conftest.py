@@ -21,6 +21,7 @@ from docdrop.uploader import Deadline
 
 from local.cobalt_sandbox import CobaltSandbox
 from local.samples import pdf_bytes
+from tests.support.stream import as_the_stream_does
 
 AUTH = {"client_id": "ci_test_docdrop", "client_secret": "cs_test_docdrop", "access_token": "at_test_clinic_main"}
 DEADLINES = Deadlines.defaults()
@@ -117,6 +118,9 @@ class OpenLoops:
                 assert event is not None and self.ledger.record_outcome(event)
                 return
         raise AssertionError("no such event in the sandbox")
+
+    def stream(self, document_id: str) -> None:
+        as_the_stream_does(self.ledger, document_id, self.metrics)
 
     def status(self, name: str) -> str:
         item = self.ledger.get_object(self.refs[name])

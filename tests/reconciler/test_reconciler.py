@@ -157,6 +157,7 @@ def test_outcomes_of_documents_docdrop_never_sent_are_never_counted_and_expire(l
     theirs = loops.send_elsewhere("theirs.pdf")
     loops.wait_for_outcomes(1)
     loops.deliver_as_webhook(theirs)
+    loops.stream(theirs)  # the ledger's stream lists it as unjoined
 
     assert loops.run(timedelta(minutes=10)).foreign == 0  # a submission may still be on its way
     assert "foreign_at" not in loops.ledger.get_document(theirs)
@@ -178,6 +179,7 @@ def test_an_outcome_for_an_access_token_no_account_holds_is_set_aside_and_counte
     theirs = loops.send_elsewhere("other-practice.pdf")  # sent with the token whose reference is clinic-main
     loops.wait_for_outcomes(1)
     loops.deliver_as_webhook(theirs)
+    loops.stream(theirs)  # the ledger's stream lists it as unjoined
     ours = {"accounts": {"north": {"access_token": "at_north", "reference_id": "clinic-north"}}}
     loops.clock.offset = AFTER_GRACE
     report = loops.reconciler(accounts=lambda: CobaltAccounts.from_secret(ours)).run(Deadline(60))

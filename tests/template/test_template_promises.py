@@ -146,8 +146,13 @@ def test_the_ledger_streams_to_the_outcome_joiner_filtered_to_joinable_documents
     assert event["Type"] == "DynamoDB" and stream["Stream"] == {"Fn::GetAtt": ["LedgerTable", "StreamArn"]}
     assert stream["FunctionResponseTypes"] == ["ReportBatchItemFailures"] and stream["BisectBatchOnFunctionError"]
     assert stream["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["OutcomeJoinFailureQueue", "Arn"]}
-    [pattern] = [json.loads(f["Pattern"]) for f in stream["FilterCriteria"]["Filters"]]
-    assert set(pattern["dynamodb"]["NewImage"]) == {"object_id", "outcome_unjoined"}
+    linked, unlinked = [json.loads(f["Pattern"])["dynamodb"]["NewImage"] for f in stream["FilterCriteria"]["Filters"]]
+    assert linked == {
+        "sk": {"S": ["CDOC"]},
+        "outcome": {"S": [{"exists": True}]},
+        "object_id": {"S": [{"exists": True}]},
+    }
+    assert unlinked["object_id"] == unlinked["outcome_unjoined"] == unlinked["foreign_at"] == {"S": [{"exists": False}]}
     [dynamo] = [s for s in _statements("OutcomeJoinerFunction") if s["Sid"] == "JoinOutcomes"]
     assert dynamo["Action"] == ["dynamodb:UpdateItem"]
 
@@ -171,7 +176,14 @@ def test_the_reconciler_runs_on_a_schedule_one_at_a_time_with_the_deadline_param
     ):
         assert variables[name] == {"Ref": parameter}
     actions = {a for s in _statements("ReconcilerFunction") for a in s["Action"] if a.startswith("dynamodb:")}
-    assert actions == {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:Query"}
+    # PutItem: history items only (docs/ledger.md)
+    assert actions == {
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:PutItem",
+        "dynamodb:Query",
+    }
 
 
 def test_a_pending_retry_is_called_dead_lettered_only_after_its_longest_wait_between_tries_has_passed() -> None:

@@ -19,6 +19,7 @@ from docdrop.uploader import Deadline
 
 from local.samples import pdf_bytes
 from tests.reconciler.conftest import DEADLINES, Clock, RecordedMetrics
+from tests.support.stream import as_the_stream_does
 from tests.uploader.conftest import AUTH, MRN, UploaderStack, tags
 
 
@@ -158,7 +159,7 @@ def test_an_unversioned_bucket_never_uploads_and_says_why_on_every_object(upload
 
 
 class _SubmissionsFail:
-    """DynamoDB whose TransactWriteItems keeps failing (the submission's write), everything else working."""
+    """DynamoDB whose write of SUBMITTED on an object keeps failing (the submission's), everything else working."""
 
     def __init__(self, client: Any) -> None:
         self._client = client
@@ -166,8 +167,11 @@ class _SubmissionsFail:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
 
-    def transact_write_items(self, **kwargs: Any) -> Any:
-        raise ClientError({"Error": {"Code": "InternalServerError", "Message": "try again"}}, "TransactWriteItems")
+    def update_item(self, **kwargs: Any) -> Any:
+        submitting = {"S": "SUBMITTED"} in kwargs.get("ExpressionAttributeValues", {}).values()
+        if kwargs["Key"]["pk"]["S"].startswith("OBJ#") and submitting:
+            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "try again"}}, "UpdateItem")
+        return self._client.update_item(**kwargs)
 
 
 def test_a_submission_cobalt_accepted_but_docdrop_could_not_record_is_kept_and_closed_by_its_outcome(
@@ -189,7 +193,8 @@ def test_a_submission_cobalt_accepted_but_docdrop_could_not_record_is_kept_and_c
 
     item = stack.ledger.get_object(stack.ref("unrecorded.pdf"))
     assert (item["status"], item["document_id"]) == ("UPLOADED", sent["document_id"])
-    assert [h["status"] for h in item["history"]] == ["RECEIVED", "SUBMITTED", "UPLOADED"]
+    history = stack.ledger.history(stack.ref("unrecorded.pdf").object_id)
+    assert [h["status"] for h in history] == ["RECEIVED", "SUBMITTED", "UPLOADED"]
     assert len(stack.uploads()) == 1
 
 
@@ -236,6 +241,7 @@ def test_an_ambiguous_upload_that_cobalt_stored_and_reported_is_resolved_by_its_
             event, evidence_fingerprint=patient_folder_fingerprint(key, data["patient_mrn"], data["folder_name"])
         )
     )
+    as_the_stream_does(stack.ledger, data["document_id"])
     _reconcile_after(stack, timedelta(minutes=1))
     item = stack.ledger.get_object(stack.ref("slow.pdf"))
     assert (item["status"], item["document_id"]) == ("UPLOADED", data["document_id"])

@@ -18,6 +18,7 @@ from docdrop.contract import UploadFields
 from docdrop.evidence import patient_folder_fingerprint
 
 from local.samples import pdf_bytes
+from tests.support.stream import as_the_stream_does
 from tests.uploader.conftest import MRN, UploaderStack, tags
 
 
@@ -51,6 +52,7 @@ def _reported_elsewhere(stack: UploaderStack, name: str) -> str:
     stack.ledger.record_outcome(
         dataclasses.replace(event, evidence_fingerprint=patient_folder_fingerprint(key, MRN, "MedicalRecords"))
     )
+    as_the_stream_does(stack.ledger, str(answer.document_id))
     return str(answer.document_id)
 
 

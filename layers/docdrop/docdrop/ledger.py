@@ -4,7 +4,8 @@ Item types (one table, keys `pk`/`sk`):
 - object version  `pk=OBJ#<object_id>`  `sk=OBJ`  — what DocDrop did with one S3 object version: claim, refusal,
   submission. `status`/`status_at` feed the `by_status` index.
 - Cobalt document `pk=CDOC#<document_id>` `sk=CDOC` — what Cobalt said about a document: the first terminal outcome
-  (`outcome`/`outcome_at` feed the `by_outcome` index), every event received, the event ids seen, and (once the
+  (`outcome_unjoined`/`outcome_at` feed the `by_unjoined_outcome` index while no object is linked), every event
+  received, the event ids seen, and (once the
   submission is recorded) the object it came from. Webhooks know only the document id, so they write here, in one call.
 - account link    `pk=TOKEN#<reference>`   `sk=TOKEN`  — `access_token.login_required` and its history.
 - breaker         `pk=BREAKER#<account>`  `sk=BREAKER` — Cobalt's circuit breaker, shared by every uploader
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from docdrop.ledger_expression import Expression, item_values, plain
+from docdrop.ledger_expression import Expression, clean, item_values, plain
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -71,12 +72,48 @@ TAGS_EXPIRED = "tags_expired"
 UNJOINED = "outcome_unjoined"
 # Its value for a submission Cobalt accepted whose own ledger write failed (see `remember_submission`).
 UNRECORDED = "UNRECORDED"
+CLAIM_REASON = "Claimed for upload to Cobalt"
+SUBMITTED_REASON = "Accepted by Cobalt; waiting for the EMR's outcome"
 INTERRUPTED_REASON = (
     "The upload was interrupted after its claim: it may or may not be in the EMR; check the chart, then resolve it"
 )
-# What a claim takes off an item it resumes: a refusal's expiry and flag, a dead-letter note.
-_CLEARED_ON_CLAIM = (TAGS_EXPIRED, "dead_lettered_at", "expires_at", RESEND_APPROVED)
+# What a claim takes off an item it resumes: a refusal's expiry and flag, a dead-letter note, and what the last attempt
+# left (its window, Cobalt's answer, its next retry): a new attempt starts clean, and the item keeps its first size
+# (only `retry_attempts`, a count, stays: how often Cobalt was unavailable for it).
+_CLEARED_ON_CLAIM = (
+    TAGS_EXPIRED,
+    "dead_lettered_at",
+    "expires_at",
+    RESEND_APPROVED,
+    "attempt_sent_at",
+    "attempt_ended_at",
+    "review_kind",
+    "cobalt_status",
+    "cobalt_error",
+    "missing_tags",
+    "duplicate_of",
+    "next_attempt_at",
+    "decided_by",
+)
 OUTCOMES = {"document.uploaded": Status.UPLOADED, "document.upload_failed": Status.FAILED}
+# The sparse `by_open` index (KEYS_ONLY): an object item is in it only while its state waits for something or someone,
+# under `open_state` (this map's value) since `open_at`. RECEIVED and SUBMITTED share one entry, so a submission changes
+# no index key and writes no index; a settled object (UPLOADED, FAILED, REJECTED...) is in no index at all.
+IN_FLIGHT = "IN_FLIGHT"
+OPEN_STATE = {
+    Status.RECEIVED: IN_FLIGHT,
+    Status.SUBMITTED: IN_FLIGHT,
+    Status.WAITING_FOR_TAGS: Status.WAITING_FOR_TAGS.value,
+    Status.PENDING_RETRY: Status.PENDING_RETRY.value,
+    Status.BLOCKED: Status.BLOCKED.value,
+    Status.NEEDS_REVIEW: Status.NEEDS_REVIEW.value,  # waits for a person
+    Status.STALE: Status.STALE.value,  # waits for a person, or a late outcome
+}
+_INDEX_KEYS = ("open_state", "open_at")
+# History: the hot path's transitions (the first claim, the submission, the joined outcome) keep only their times on
+# the object item (`created_at`, `submitted_at`, `status_at`); every other transition also writes one small item of its
+# own (`sk = H#<time>#<status>`), so the object item stays the same small size whatever happened to it.
+HISTORY_PREFIX = "H#"
 
 
 def now_iso() -> str:
@@ -206,6 +243,85 @@ class DocumentLedger:
         return {"pk": {"S": f"CDOC#{document_id}"}, "sk": {"S": "CDOC"}}
 
     @staticmethod
+    def _history_key(object_id: str, at: str, status: str) -> dict[str, Any]:
+        return {"pk": {"S": f"OBJ#{object_id}"}, "sk": {"S": f"{HISTORY_PREFIX}{at}#{status}"}}
+
+    @staticmethod
+    def _transition(
+        e: Expression,
+        status: Status,
+        reason: str,
+        now: str,
+        extra: Mapping[str, Any],
+        keep_first: Mapping[str, Any] | None = None,
+        clauses: list[str] | None = None,
+        remove: tuple[str, ...] = (),
+    ) -> str:
+        """The update expression that moves an object item to `status`: its reason and times, `extra`, and its place in
+        the `by_open` index. A move within IN_FLIGHT (the submission) keeps the entry as it is: no index write."""
+        sets = e.transition(status, reason, now, extra, keep_first) + (clauses or [])
+        removed = list(remove)
+        state = OPEN_STATE.get(status)
+        if state is None:
+            removed += _INDEX_KEYS
+        elif status is Status.SUBMITTED:
+            sets += e.assign({"open_state": state}, keep_first={"open_at": now})
+        else:
+            sets += e.assign({"open_state": state, "open_at": now})
+        return "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(map(e.n, removed)) if removed else "")
+
+    def _note_history(self, object_id: str, at: str, status: str, reason: str, **attrs: Any) -> None:
+        """One history entry of a transition off the hot path, as an item of its own beside the object item.
+
+        Written after the transition it records: the object item holds the state and its reason either way, so a
+        history write that fails is left out rather than failing (or repeating) the transition itself.
+        """
+        item = {"at": at, "status": status, "reason": reason, **attrs}
+        expiry = self._object_expiry(Status(status)) if status in Status.__members__ else None
+        try:
+            self._call(
+                "put_item",
+                TableName=self._table,
+                Item={**self._history_key(object_id, at, status), **item_values(clean({**item, "expires_at": expiry}))},
+            )
+        except (ClientError, LedgerError):
+            return
+
+    def history(self, object_id: str) -> list[dict[str, Any]]:
+        """Every recorded transition of an object version, oldest first: its history items, and the hot path's
+        transitions from the times on the object item."""
+        e = Expression()
+        kwargs = {
+            "TableName": self._table,
+            "KeyConditionExpression": f"{e.n('pk')} = {e.v(f'OBJ#{object_id}')} AND begins_with({e.n('sk')}, "
+            f"{e.v(HISTORY_PREFIX)})",
+            "ExpressionAttributeNames": e.names,
+            "ExpressionAttributeValues": item_values(e.values),
+            "ConsistentRead": True,
+        }
+        entries: list[dict[str, Any]] = []
+        while True:
+            page = self._call("query", **kwargs)
+            for raw in page.get("Items", []):
+                entry = plain(raw) or {}
+                entries.append({k: v for k, v in entry.items() if k not in ("pk", "sk", "expires_at")})
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        item = self.get_object_by_id(object_id) or {}
+        seen = {(str(h.get("at")), str(h.get("status"))) for h in entries}
+        first = not any(str(h.get("at")) == str(item.get("created_at")) for h in entries)
+        for at, status, reason in (
+            (item.get("created_at") if first else None, Status.RECEIVED.value, CLAIM_REASON),  # a first claim
+            (item.get("submitted_at"), Status.SUBMITTED.value, SUBMITTED_REASON),
+            (item.get("status_at"), item.get("status"), item.get("reason")),
+        ):
+            if at and status and (str(at), str(status)) not in seen:
+                seen.add((str(at), str(status)))
+                entries.append({"at": at, "status": status, "reason": reason})
+        return sorted(entries, key=lambda h: str(h.get("at")))
+
+    @staticmethod
     def _link_key(reference_id: str) -> dict[str, Any]:
         return {"pk": {"S": f"TOKEN#{reference_id}"}, "sk": {"S": "TOKEN"}}
 
@@ -257,17 +373,23 @@ class DocumentLedger:
         token = secrets.token_hex(16)
         now = now_iso()
         lease_until = (datetime.now(UTC) + timedelta(seconds=lease_seconds)).isoformat(timespec="microseconds")
-        reason = "Claimed for upload to Cobalt"
         e = Expression()
-        sets = e.transition(
-            Status.RECEIVED,
-            reason,
-            now,
-            {"claim_token": token, "lease_until": lease_until, **_ref_attributes(ref), **(details or {})},
-            keep_first={"created_at": now},
-        )
         attempts = e.n("attempts")
-        sets.append(f"{attempts} = if_not_exists({attempts}, {e.v(0)}) + {e.v(1)}")
+        update = self._transition(
+            e,
+            Status.RECEIVED,
+            CLAIM_REASON,
+            now,
+            {
+                "claim_token": token,
+                "lease_until": lease_until,
+                **_ref_attributes(ref),
+                **(details or {}),
+            },
+            keep_first={"created_at": now},
+            clauses=[f"{attempts} = if_not_exists({attempts}, {e.v(0)}) + {e.v(1)}"],
+            remove=_CLEARED_ON_CLAIM,
+        )
         claimable = ", ".join(e.v(s.value) for s in sorted(CLAIMABLE))
         resendable = ", ".join(e.v(s.value) for s in RESENDABLE)
         approved = f"({e.n('status')} IN ({resendable}) AND {e.n(RESEND_APPROVED)} = {e.v(True)})"
@@ -276,14 +398,7 @@ class DocumentLedger:
             f" OR {approved}"
         )
         try:
-            answer = self._call(
-                "update_item",
-                TableName=self._table,
-                Key=self._object_key(ref.object_id),
-                ReturnValues="UPDATED_OLD",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                **e.kwargs("SET " + ", ".join(sets) + " REMOVE " + ", ".join(map(e.n, _CLEARED_ON_CLAIM)), condition),
-            )
+            answer = self._update_both_ways(self._object_key(ref.object_id), e.kwargs(update, condition))
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise LedgerError(f"DynamoDB claim failed: {exc.response['Error']['Code']}") from exc
@@ -294,12 +409,26 @@ class DocumentLedger:
                 return Claim(True, token, None)
             return Claim(False, token, current)
         previous = plain(answer.get("Attributes")) or {}
+        if previous.get("status"):  # a claim that takes over an earlier state: off the hot path, so in the history
+            self._note_history(ref.object_id, now, Status.RECEIVED.value, CLAIM_REASON, previous=previous["status"])
         return Claim(
             True,
             token,
             None,
             resend_approved=previous.get(RESEND_APPROVED) is True,
             previous_status=previous.get("status"),
+        )
+
+    def _update_both_ways(self, key: dict[str, Any], expression: Mapping[str, Any]) -> dict[str, Any]:
+        """A conditional UpdateItem that returns what it changed (`UPDATED_OLD`) or, when its condition fails, raises
+        with the whole item as it stood (`ALL_OLD`): who holds it, or whether a retried write was already applied."""
+        return self._call(
+            "update_item",
+            TableName=self._table,
+            Key=key,
+            ReturnValues="UPDATED_OLD",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            **expression,
         )
 
     def record_unclaimed_state(self, ref: ObjectRef, status: Status, reason: str, **attrs: Any) -> bool:
@@ -349,61 +478,96 @@ class DocumentLedger:
         clauses: list[str] | None = None,
     ) -> bool:
         now = now_iso()
-        sets = e.transition(
+        update = self._transition(
+            e,
             status,
             reason,
             now,
             {"expires_at": self._object_expiry(status), **_ref_attributes(ref), **attrs},
             keep_first={"created_at": now},
-        ) + (clauses or [])
-        update = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(e.n(a) for a in remove) if remove else "")
-        return self._conditional_update(self._object_key(ref.object_id), e, update, condition)
+            clauses=clauses,
+            remove=remove,
+        )
+        written = self._conditional_update(self._object_key(ref.object_id), e, update, condition)
+        if written:
+            by = attrs.get("decided_by")
+            self._note_history(ref.object_id, now, status.value, reason, **({"by": by} if by else {}))
+        return written
 
     def record_submission(self, ref: ObjectRef, token: str, document_id: str, job_id: str | None = None) -> None:
-        """Cobalt accepted the upload: SUBMITTED with its document id, joined to any outcome that arrived first.
+        """Cobalt accepted the upload: SUBMITTED with its document id, then the Cobalt document linked to the object.
 
-        Written whatever the object's state says now (a slow invocation's lease may have run out and the object been
-        marked NEEDS_REVIEW): a document id Cobalt returned is never dropped. Only the claim holder can write it.
+        Two single writes, not a transaction (which DynamoDB bills twice per item): the object's, conditional on the
+        claim, decides; the document's link is idempotent and joins any outcome that arrived first (through the
+        stream). Written whatever the object's state says now (a slow invocation's lease may have run out and the object
+        been marked NEEDS_REVIEW): a document id Cobalt returned is never dropped. Only the claim holder can write it,
+        and a retry of a write that was applied (its answer lost) finds its own document id and goes on to the link.
+        If the link fails, the object is SUBMITTED all the same and the reconciler links it (`link_document`).
         """
         now = now_iso()
-        reason = "Accepted by Cobalt; waiting for the EMR's outcome"
-        obj = Expression()
-        obj_sets = obj.transition(Status.SUBMITTED, reason, now, {"document_id": document_id, "job_id": job_id})
-        doc = Expression()
-        doc_sets = doc.assign(
-            {**_ref_attributes(ref), "document_id": document_id, "submitted_at": now},
-            keep_first={"created_at": now},
+        e = Expression()
+        update = self._transition(
+            e,
+            Status.SUBMITTED,
+            SUBMITTED_REASON,
+            now,
+            {"document_id": document_id, "job_id": job_id, "submitted_at": now},
+            remove=("lease_until",),  # a claim's lease ends with its submission: the object item stays small
         )
-        # Marked foreign before this submission was recorded: it is DocDrop's, keep it.
-        doc_update = "SET " + ", ".join(doc_sets) + f" REMOVE {doc.n('foreign_at')}, {doc.n('expires_at')}"
+        held = f"{e.v(Status.RECEIVED.value)}, {e.v(Status.NEEDS_REVIEW.value)}"
+        condition = f"{e.n('claim_token')} = {e.v(token)} AND {e.n('status')} IN ({held})"
         try:
-            self._update_object_and_document(
-                ref.object_id,
-                obj.kwargs("SET " + ", ".join(obj_sets), f"{obj.n('claim_token')} = {obj.v(token)}"),
-                document_id,
-                doc.kwargs(doc_update),
+            answer = self._update_both_ways(self._object_key(ref.object_id), e.kwargs(update, condition))
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise _failure(exc, "submission write") from exc
+            old: Any = exc.response.get("Item")
+            current = plain(old) or {}
+            if current.get("claim_token") != token or current.get("document_id") != document_id:
+                raise LedgerError("DynamoDB submission write failed: the claim is no longer this upload's") from exc
+        else:
+            previous = (plain(answer.get("Attributes")) or {}).get("status")
+            if previous != Status.RECEIVED.value:  # e.g. over a NEEDS_REVIEW its lapsed lease left: not the hot path
+                self._note_history(ref.object_id, now, Status.SUBMITTED.value, SUBMITTED_REASON, previous=previous)
+        self.link_document(ref, document_id)
+
+    def link_document(self, ref: ObjectRef, document_id: str) -> None:
+        """The Cobalt document names the object it came from (idempotent). An outcome already on it is then joined by
+        the stream; a foreign mark, expiry or unjoined entry made before this link is taken off: it is DocDrop's."""
+        now = now_iso()
+        e = Expression()
+        sets = e.assign(
+            {"object_id": ref.object_id, "document_id": document_id},  # the object item holds its bucket, key, version
+            keep_first={"submitted_at": now},
+        )
+        removed = ", ".join(e.n(a) for a in ("foreign_at", "expires_at", UNJOINED))
+        try:
+            self._call(
+                "update_item",
+                TableName=self._table,
+                Key=self._document_key(document_id),
+                **e.kwargs("SET " + ", ".join(sets) + " REMOVE " + removed),
             )
         except ClientError as exc:
-            raise LedgerError(f"DynamoDB submission write failed: {exc.response['Error']['Code']}") from exc
+            raise _failure(exc, "document link") from exc
 
     # ----- Cobalt outcomes (the webhook's hot path: one call) ---------------------------------------------------
     def record_outcome(self, event: OutcomeEvent) -> bool:
         """Record a document outcome in one DynamoDB call. False when this event id was recorded already.
 
         The first terminal outcome is kept (`if_not_exists`); every distinct event joins the history either way,
-        and an outcome that arrives before its submission waits on the document's item until the submission joins it.
+        and an outcome that arrives before its submission waits on the document's item until the submission's link
+        joins it (`mark_unjoined` lists it meanwhile). It touches no index: the hot path's one write is one write unit.
         """
         now = now_iso()
         reason = event.failure_reason if event.outcome is Status.FAILED else "Filed in the EMR"
         e = Expression()
         sets = e.assign(
-            {"document_id": event.document_id, "updated_at": now},
+            {"document_id": event.document_id},
             keep_first={
                 "outcome": event.outcome.value,
                 "outcome_reason": reason or "Cobalt reported the upload failed (no reason given)",
                 "outcome_created": event.created,
-                "outcome_at": now,
-                UNJOINED: event.outcome.value,
                 "evidence_fingerprint": event.evidence_fingerprint,
                 "created_at": now,
                 "expires_at": self._document_expiry(),
@@ -518,19 +682,20 @@ class DocumentLedger:
         if obj is None:
             return None
         document = self.get_document(obj["document_id"]) if obj.get("document_id") else None
-        return _view(obj, document)
+        return _view(obj, document, self.history(ref.object_id))
 
     def lookup_document(self, document_id: str) -> DocumentView | None:
         document = self.get_document(document_id)
         if document is None:
             return None
-        obj = self._get(self._object_key(document["object_id"])) if document.get("object_id") else None
-        return _view(obj, document)
+        object_id = document.get("object_id")
+        obj = self._get(self._object_key(object_id)) if object_id else None
+        return _view(obj, document, self.history(str(object_id)) if obj else [])
 
     def list_by_status(
         self, status: Status, older_than: timedelta | None = None, limit: int = 100, newest_first: bool = False
     ) -> list[DocumentView]:
-        """Object versions in a status, oldest first by default: one Query page per `limit` rows, never history.
+        """Object versions in a status, oldest first by default, without their history (`history` reads it).
 
         An object's own item carries its status once its outcome is joined, so no other item is read per row.
         """
@@ -546,10 +711,119 @@ class DocumentLedger:
         newest_first: bool = False,
         since: datetime | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Object items in `status` whose `status_at` is at or after `since` and at or before `before` (`by_status`)."""
-        return self._index_items(
-            "by_status", "status", "status_at", status.value, before, limit, newest_first, since=since
-        )
+        """Object items in `status` whose `status_at` is at or after `since` and at or before `before`, oldest first.
+
+        A state of the `by_open` index is read from it, so the cost grows with what is open, never with history. A
+        settled state (UPLOADED, FAILED, REJECTED, DUPLICATE, DISMISSED) is in no index: it is read by a Scan of the
+        table, whose cost grows with the table (an operator's listing, never a function's sweep).
+        """
+        state = OPEN_STATE.get(status)
+        if state is None:
+            return self._scanned(status, before, limit, newest_first, since)
+        if state != IN_FLIGHT:  # an entry's `open_at` is its `status_at`: the index orders and bounds the rows
+            keys = self._open_keys(state, before, since, newest_first, limit)
+            return iter([i for i in self._batch_items(keys) if i.get("status") == status.value])
+        # RECEIVED and SUBMITTED share one entry, opened at the claim: read it whole, keep the status asked for.
+        items = [
+            i
+            for i in self._batch_items(self._open_keys(state, None, None, False, None))
+            if _within(i, status, before, since)
+        ]
+        items.sort(key=lambda i: str(i.get("status_at")), reverse=newest_first)
+        return iter(items[:limit] if limit is not None else items)
+
+    def _open_keys(
+        self, state: str, before: datetime | None, since: datetime | None, newest_first: bool, limit: int | None
+    ) -> list[dict[str, Any]]:
+        """The table keys under one `open_state` of the `by_open` index (KEYS_ONLY), in `open_at` order."""
+        kwargs = self._index_query("by_open", "open_state", "open_at", state, before, not newest_first, since)
+        if limit is not None:
+            kwargs["Limit"] = limit
+        keys: list[dict[str, Any]] = []
+        while True:
+            page = self._call("query", **kwargs)
+            keys += [{"pk": raw["pk"], "sk": raw["sk"]} for raw in page.get("Items", [])]
+            if "LastEvaluatedKey" not in page or (limit is not None and len(keys) >= limit):
+                return keys[:limit] if limit is not None else keys
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _batch_items(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The items of `keys` (BatchGetItem, 100 at a time, consistent), in the order of `keys`."""
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(keys), 100):
+            request: dict[str, Any] = {self._table: {"Keys": keys[start : start + 100], "ConsistentRead": True}}
+            while request:
+                answer = self._call("batch_get_item", RequestItems=request)
+                for raw in answer.get("Responses", {}).get(self._table, []):
+                    found[raw["pk"]["S"]] = plain(raw) or {}
+                request = answer.get("UnprocessedKeys") or {}
+        return [found[k["pk"]["S"]] for k in keys if k["pk"]["S"] in found]
+
+    def _scanned(
+        self,
+        status: Status,
+        before: datetime | None,
+        limit: int | None,
+        newest_first: bool,
+        since: datetime | None,
+    ) -> Iterator[dict[str, Any]]:
+        """Object items in a settled `status`, by a Scan of the whole table (see `open_items`)."""
+        e = Expression()
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": f"{e.n('sk')} = {e.v('OBJ')} AND {e.n('status')} = {e.v(status.value)}",
+            "ExpressionAttributeNames": e.names,
+            "ExpressionAttributeValues": item_values(e.values),
+        }
+        items: list[dict[str, Any]] = []
+        while True:
+            page = self._call("scan", **kwargs)
+            items += [i for i in map(plain, page.get("Items", [])) if i and _within(i, status, before, since)]
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        items.sort(key=lambda i: str(i.get("status_at")), reverse=newest_first)
+        return iter(items[:limit] if limit is not None else items)
+
+    def status_counts(self) -> dict[str, int]:
+        """How many object items are in each status, by one Scan of the table (benchmarks and tests; not a sweep)."""
+        e = Expression()
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": f"{e.n('sk')} = {e.v('OBJ')}",
+            "ProjectionExpression": e.n("status"),
+            "ExpressionAttributeNames": e.names,
+            "ExpressionAttributeValues": item_values(e.values),
+        }
+        counts: dict[str, int] = {}
+        while True:
+            page = self._call("scan", **kwargs)
+            for raw in page.get("Items", []):
+                status = str((plain(raw) or {}).get("status"))
+                counts[status] = counts.get(status, 0) + 1
+            if "LastEvaluatedKey" not in page:
+                return counts
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def ever_in(self, status: Status) -> set[str]:
+        """The object ids with a history item of `status` (a transition off the hot path), by one Scan of the table:
+        for benchmarks and audits, never a function's sweep."""
+        e = Expression()
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": f"begins_with({e.n('sk')}, {e.v(HISTORY_PREFIX)}) AND {e.n('status')} = "
+            f"{e.v(status.value)}",
+            "ProjectionExpression": e.n("pk"),
+            "ExpressionAttributeNames": e.names,
+            "ExpressionAttributeValues": item_values(e.values),
+        }
+        found: set[str] = set()
+        while True:
+            page = self._call("scan", **kwargs)
+            found |= {str(raw["pk"]["S"]).removeprefix("OBJ#") for raw in page.get("Items", [])}
+            if "LastEvaluatedKey" not in page:
+                return found
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def unjoined_outcomes(self, outcome: Status, before: datetime) -> Iterator[dict[str, Any]]:
         """Cobalt documents with an `outcome` not yet joined to an object, recorded at or before `before`."""
@@ -561,11 +835,18 @@ class DocumentLedger:
             yield from self.unjoined_outcomes(outcome, before)
 
     def count_status(self, status: Status) -> tuple[int, str | None]:
-        """How many object items are in `status` and the `status_at` of the oldest: cost grows with those items only."""
+        """How many object items are in an open `status` and the `status_at` of the oldest: cost grows with what is
+        open only (a settled status is counted by `status_counts`)."""
+        state = OPEN_STATE.get(status)
+        if state is None:
+            raise ValueError(f"{status} is not an open state: count it with status_counts()")
+        if state == IN_FLIGHT:
+            items = list(self.open_items(status))
+            return len(items), (str(items[0].get("status_at") or "") or None) if items else None
         oldest = next(self.open_items(status, limit=1), None)
         if oldest is None:
             return 0, None
-        kwargs = self._index_query("by_status", "status", "status_at", status.value, None, True)
+        kwargs = self._index_query("by_open", "open_state", "open_at", state, None, True)
         count = 0
         while True:
             page = self._call("query", Select="COUNT", **kwargs)
@@ -576,18 +857,8 @@ class DocumentLedger:
 
     def get_documents(self, document_ids: list[str]) -> dict[str, dict[str, Any]]:
         """Cobalt document items by id (BatchGetItem, 100 at a time); ids without an item are left out."""
-        found: dict[str, dict[str, Any]] = {}
-        ids = list(dict.fromkeys(document_ids))
-        for start in range(0, len(ids), 100):
-            keys = [self._document_key(i) for i in ids[start : start + 100]]
-            request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
-            while request:
-                answer = self._call("batch_get_item", RequestItems=request)
-                for raw in answer.get("Responses", {}).get(self._table, []):
-                    item = plain(raw) or {}
-                    found[str(item.get("document_id"))] = item
-                request = answer.get("UnprocessedKeys") or {}
-        return found
+        keys = [self._document_key(i) for i in dict.fromkeys(document_ids)]
+        return {str(item.get("document_id")): item for item in self._batch_items(keys)}
 
     def _index_query(
         self,
@@ -660,14 +931,14 @@ class DocumentLedger:
         reason = str(document.get("outcome_reason") or outcome.value)
         now = now_iso()
         e = Expression()
-        sets = e.transition(
+        update = self._transition(
+            e,
             outcome,
             reason,
             now,
             {
                 "joined_mark": mark,
                 "document_id": str(document["document_id"]),
-                "outcome_created": document.get("outcome_created"),
                 "expires_at": self._object_expiry(outcome),
             },
         )
@@ -683,7 +954,7 @@ class DocumentLedger:
                 TableName=self._table,
                 Key=self._object_key(str(document["object_id"])),
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                **e.kwargs("SET " + ", ".join(sets), condition),
+                **e.kwargs(update, condition),
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
@@ -733,19 +1004,21 @@ class DocumentLedger:
         """The object whose submission was kept by `remember_submission` becomes SUBMITTED with its document id; the
         document leaves the UNRECORDED index. True when the object moved; False when it had moved on already."""
         now = now_iso()
+        reason = "Accepted by Cobalt (recorded late: the upload's own write failed); waiting for the EMR's outcome"
         e = Expression()
-        sets = e.transition(
-            Status.SUBMITTED,
-            "Accepted by Cobalt (recorded late: the upload's own write failed); waiting for the EMR's outcome",
-            now,
-            {"document_id": str(document["document_id"]), "job_id": document.get("job_id")},
-        )
-        moved = self._conditional_update(
-            self._object_key(str(document["object_id"])),
+        update = self._transition(
             e,
-            "SET " + ", ".join(sets),
-            self._unrecorded_sender(e, str(document["claim_token"])),
+            Status.SUBMITTED,
+            reason,
+            now,
+            {"document_id": str(document["document_id"]), "job_id": document.get("job_id"), "submitted_at": now},
         )
+        object_id = str(document["object_id"])
+        moved = self._conditional_update(
+            self._object_key(object_id), e, update, self._unrecorded_sender(e, str(document["claim_token"]))
+        )
+        if moved:
+            self._note_history(object_id, now, Status.SUBMITTED.value, reason)
         d = Expression()
         self._conditional_update(
             self._document_key(str(document["document_id"])),
@@ -760,6 +1033,20 @@ class DocumentLedger:
         e = Expression()
         self._conditional_update(
             self._document_key(document_id), e, f"REMOVE {e.n(UNJOINED)}", f"attribute_exists({e.n('pk')})"
+        )
+
+    def mark_unjoined(self, document: Mapping[str, Any]) -> bool:
+        """An outcome on a Cobalt document no object is linked to (yet): list it in the sparse `by_unjoined_outcome`
+        index, for the reviews' match and the foreign sweep. Off the hot path: the stream calls it only for such
+        documents (its webhook came before the upload's answer, or it is not DocDrop's). False once linked or listed."""
+        e = Expression()
+        sets = e.assign({UNJOINED: str(document["outcome"])}, keep_first={"outcome_at": now_iso()})
+        condition = (
+            f"attribute_exists({e.n('outcome')}) AND attribute_not_exists({e.n('object_id')})"
+            f" AND attribute_not_exists({e.n(UNJOINED)})"
+        )
+        return self._conditional_update(
+            self._document_key(str(document["document_id"])), e, "SET " + ", ".join(sets), condition
         )
 
     def mark_foreign(self, document_id: str, expires_at: datetime) -> bool:
@@ -856,7 +1143,8 @@ class DocumentLedger:
         outcome = Status(document.get("outcome") or Status.UPLOADED.value)
         now = now_iso()
         obj = Expression()
-        obj_sets = obj.transition(
+        obj_update = self._transition(
+            obj,
             outcome,
             reason,
             now,
@@ -880,7 +1168,7 @@ class DocumentLedger:
         try:
             self._update_object_and_document(
                 ref.object_id,
-                obj.kwargs("SET " + ", ".join(obj_sets), obj_condition),
+                obj.kwargs(obj_update, obj_condition),
                 str(document["document_id"]),
                 doc.kwargs(doc_update, doc_condition),
             )
@@ -888,6 +1176,7 @@ class DocumentLedger:
             if exc.response["Error"]["Code"] == "TransactionCanceledException":
                 return False
             raise _failure(exc, "review link") from exc
+        self._note_history(ref.object_id, now, outcome.value, reason, by=decided_by)
         return True
 
     def approve_resend(
@@ -903,8 +1192,10 @@ class DocumentLedger:
         condition = f"{e.n('status')} = {e.v(status.value)} AND attribute_not_exists({e.n(RESEND_APPROVED)})"
         now = now_iso()
         sets = e.assign({"reason": reason, RESEND_APPROVED: True, "updated_at": now, "decided_by": decided_by})
-        sets.append(e.append("history", {"at": now, "status": status.value, "reason": reason, "by": decided_by}))
-        return self._conditional_update(self._object_key(ref.object_id), e, "SET " + ", ".join(sets), condition)
+        approved = self._conditional_update(self._object_key(ref.object_id), e, "SET " + ", ".join(sets), condition)
+        if approved:
+            self._note_history(ref.object_id, now, status.value, reason, by=decided_by)
+        return approved
 
     def dismiss_review(self, review: Mapping[str, Any], reason: str, decided_by: str) -> bool:
         """A person closes a review without sending: DISMISSED, with who and why; only as it was read."""
@@ -1044,12 +1335,24 @@ class DocumentLedger:
         return {"pk": {"S": f"RUN#{name}"}, "sk": {"S": "RUN"}}
 
 
+def _within(item: Mapping[str, Any], status: Status, before: datetime | None, since: datetime | None) -> bool:
+    """Whether an object item is in `status` with its `status_at` between `since` and `before` (either may be None)."""
+    at = str(item.get("status_at") or "")
+    return (
+        item.get("status") == status.value
+        and (before is None or at <= before.isoformat(timespec="microseconds"))
+        and (since is None or at >= since.isoformat(timespec="microseconds"))
+    )
+
+
 def object_view(item: Mapping[str, Any]) -> DocumentView:
     """An object item as shown, when its own status is all there is to show (its outcome is joined onto it)."""
-    return _view(item, None)
+    return _view(item, None, [])
 
 
-def _view(obj: Mapping[str, Any] | None, document: Mapping[str, Any] | None) -> DocumentView:
+def _view(
+    obj: Mapping[str, Any] | None, document: Mapping[str, Any] | None, history: list[dict[str, Any]]
+) -> DocumentView:
     """Join an object version and its Cobalt document: after submission, the document's outcome is the status."""
     obj = obj or {}
     document = document or {}
@@ -1069,8 +1372,10 @@ def _view(obj: Mapping[str, Any] | None, document: Mapping[str, Any] | None) -> 
         document_id=obj.get("document_id") or document.get("document_id"),
         job_id=obj.get("job_id") or None,
         created_at=obj.get("created_at") or document.get("created_at"),
-        updated_at=max(filter(None, [obj.get("updated_at"), document.get("updated_at")]), default=None),
-        history=list(obj.get("history", [])),
+        updated_at=max(
+            filter(None, [obj.get("updated_at"), obj.get("status_at"), document.get("updated_at")]), default=None
+        ),
+        history=history,
         events=list(document.get("events", [])),
         account=obj.get("account"),
     )

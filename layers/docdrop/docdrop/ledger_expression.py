@@ -74,12 +74,9 @@ class Expression:
         extra: Mapping[str, Any],
         keep_first: Mapping[str, Any] | None = None,
     ) -> list[str]:
-        """Clauses that move an object version to `status`: its reason, times, `extra`, and an entry in its history."""
-        clauses = self.assign(
-            {"status": status.value, "reason": reason, "status_at": now, "updated_at": now, **extra}, keep_first
-        )
-        clauses.append(self.append("history", {"at": now, "status": status.value, "reason": reason}))
-        return clauses
+        """Clauses that move an object version to `status`: its reason, times and `extra` (its history, and its entry
+        in the open-state index, are the ledger's: `DocumentLedger._transition`)."""
+        return self.assign({"status": status.value, "reason": reason, "status_at": now, **extra}, keep_first)
 
     def kwargs(self, update: str, condition: str | None = None) -> dict[str, Any]:
         result: dict[str, Any] = {"UpdateExpression": update, "ExpressionAttributeNames": self.names}

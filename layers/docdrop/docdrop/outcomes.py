@@ -1,8 +1,9 @@
 """The outcome joiner: a Cobalt document's outcome becomes its object's status (promises 2 and 3).
 
 The webhook writes an outcome on the Cobalt-document item in one call and cannot know the object; the submission
-writes the object's reference on the same item. Whichever comes second, the item then holds both, and a DynamoDB
-Streams record of it (filtered to such items in template.yaml) reaches `join_stream_batch`. The reconciler calls the
+links the same item to its object. Whichever comes second, the item then holds both, and a DynamoDB Streams record of
+it (filtered to such items in template.yaml) reaches `join_stream_batch`. An outcome that came first is listed as
+unjoined until its link comes (`DocumentLedger.mark_unjoined`). The reconciler calls the
 same `OutcomeJoiner.join` for anything a stream missed. Outcome metrics are counted here, once per join, so an outcome
 for a document DocDrop never sent is never counted.
 """
@@ -32,7 +33,15 @@ class OutcomeJoiner:
         self.logger = logger
 
     def join(self, document: Mapping[str, Any], mark: str) -> JoinResult | None:
-        """Join one Cobalt-document item (with `outcome` and `object_id`) to its object; None if it has neither."""
+        """Join one Cobalt-document item (with `outcome` and `object_id`) to its object; None if it has neither.
+
+        An outcome on a document no object is linked to (its webhook beat the upload's answer, or it is not DocDrop's)
+        is listed as unjoined instead, for the link to join it later, or the reviews and the foreign sweep to find it.
+        """
+        if document.get("outcome") and not document.get("object_id") and not document.get(UNJOINED):
+            if not document.get("foreign_at") and self._ledger.mark_unjoined(document):
+                self.logger.info("outcome without its object yet", extra={"document_id": document.get("document_id")})
+            return None
         if not document.get("outcome") or not document.get("object_id"):
             return None
         result = self._ledger.join_outcome(document, mark)

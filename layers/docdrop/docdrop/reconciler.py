@@ -202,6 +202,9 @@ class Reconciler:
 
     # ----- SUBMITTED: the outcome, from the ledger or Cobalt's event log, else STALE ----------------------------------
     def _submitted(self, report: PassReport, deadline: Deadline, state: dict[str, Any], owner: str) -> None:
+        # A STALE object whose outcome came after all, and whose stream record failed: joined from the ledger.
+        stale = {str(i["document_id"]): i for i in self._ledger.open_items(Status.STALE) if i.get("document_id")}
+        report.joined_from_ledger += self._join_recorded(stale, owner) if stale else 0
         now = self._clock()
         grace_cutoff = now - self._deadlines.outcome_grace
         submitted = list(self._ledger.open_items(Status.SUBMITTED))
@@ -244,8 +247,12 @@ class Reconciler:
         """Join the wanted documents whose outcome is in the ledger; they leave `wanted`. Returns how many joined."""
         joined = 0
         for document_id, document in self._ledger.get_documents(list(wanted)).items():
-            if not document.get("outcome") or not document.get("object_id"):
+            if not document.get("outcome") or document_id not in wanted:
                 continue
+            if not document.get("object_id"):  # the upload's link write failed; its object names the document
+                ref = self._ledger.item_ref(wanted[document_id])
+                self._ledger.link_document(ref, document_id)
+                document = {**document, "object_id": ref.object_id}
             result = self._joiner.join(document, mark=f"reconciler:{owner}:{document_id}")
             joined += result is JoinResult.JOINED
             wanted.pop(document_id, None)
@@ -351,6 +358,9 @@ class Reconciler:
                         fingerprint = outcome_fingerprint(key(), envelope.get("data")) if key else None
                         if fingerprint in reviews:
                             self._ledger.record_outcome(dataclasses.replace(event, evidence_fingerprint=fingerprint))
+                            # Listed as unjoined now, as the stream would, so this pass's match can find it.
+                            document = self._ledger.get_document(event.document_id) or {}
+                            self._joiner.join(document, mark="reconciler:event-log")
                         continue
                     if event is None or event.document_id not in known:
                         continue
