@@ -29,6 +29,7 @@ from requests.adapters import HTTPAdapter
 from docdrop.accounts import CobaltAccounts
 from docdrop.cobalt_events import envelope_from_log_item
 from docdrop.contract import UploadFields
+from docdrop.multipart import MultipartBody
 
 RETRYABLE_STATUS = frozenset({429, 503})
 # A gateway's 502/504 can come after the request reached Cobalt and was stored: as ambiguous as a 500.
@@ -479,11 +480,11 @@ class CobaltClient:
             return CobaltAnswer(Verdict.RETRY, f"Could not read the Cobalt credentials ({type(exc).__name__})")
         read_timeout = self.timeout[1] if timeout is None else max(0.1, min(self.timeout[1], timeout))
         try:
+            body = MultipartBody(fields.form(), "document", filename, content_type, content)  # the file, not a copy
             response = self._session.post(
                 self._url,
-                headers=headers,
-                data=fields.form(),
-                files={"document": (filename, content, content_type)},
+                headers={**headers, "Content-Type": body.content_type},
+                data=body,
                 timeout=(self.timeout[0], read_timeout),
                 # requests re-sends a 307/308's POST (credentials, MRN, file) wherever it points: never follow.
                 allow_redirects=False,
