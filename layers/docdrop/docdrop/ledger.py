@@ -361,8 +361,8 @@ class DocumentLedger:
     def get_object(self, ref: ObjectRef) -> dict[str, Any] | None:
         return self._get(self._object_key(ref.object_id))
 
-    def _get(self, key: dict[str, Any]) -> dict[str, Any] | None:
-        answer = self._call("get_item", TableName=self._table, Key=key, ConsistentRead=True)
+    def _get(self, key: dict[str, Any], consistent: bool = True) -> dict[str, Any] | None:
+        answer = self._call("get_item", TableName=self._table, Key=key, ConsistentRead=consistent)
         return plain(answer.get("Item"))
 
     def claim(self, ref: ObjectRef, lease_seconds: float, details: Mapping[str, Any] | None = None) -> Claim:
@@ -652,8 +652,9 @@ class DocumentLedger:
             "update_item", TableName=self._table, Key=self._link_key(reference_id), **e.kwargs("SET " + ", ".join(sets))
         )
 
-    def get_account_link(self, reference_id: str) -> dict[str, Any] | None:
-        return self._get(self._link_key(reference_id))
+    def get_account_link(self, reference_id: str, consistent: bool = True) -> dict[str, Any] | None:
+        """The account link's item; `consistent=False` for a cache's refresh (half the read units, a second behind)."""
+        return self._get(self._link_key(reference_id), consistent)
 
     def record_relink(self, reference_id: str, by: str) -> None:
         """A person says the account's EHR link works again (`docdrop accounts relink`), or a call through it passed."""
@@ -1252,7 +1253,9 @@ class DocumentLedger:
         return {"pk": {"S": f"BREAKER#{account}"}, "sk": {"S": "BREAKER"}}
 
     def breaker_state(self, account: str) -> dict[str, Any]:
-        return self._get(self._breaker_key(account)) or {}
+        """The breaker as every uploader shares it, read eventually consistent (half the read units): it is advice, and
+        the one probe after a cool-down is taken by a conditional write, not by this read."""
+        return self._get(self._breaker_key(account), consistent=False) or {}
 
     def record_breaker_failure(
         self,

@@ -259,7 +259,7 @@ class DocumentUploader:
     def _link_broken(self, account: CobaltAccount) -> bool:
         read_at, broken = self._links.get(account.reference_id, (float("-inf"), False))
         if time.monotonic() - read_at > LINK_CACHE_SECONDS:
-            link = self._ledger.get_account_link(account.reference_id) or {}
+            link = self._ledger.get_account_link(account.reference_id, consistent=False) or {}  # a cache
             broken = link.get("status") == "LOGIN_REQUIRED"
             self._links[account.reference_id] = (time.monotonic(), broken)
         return broken
