@@ -1,4 +1,5 @@
-"""Run by a fresh Python 3.13: import the built webhook handler (with its .pyc) and print the seconds it took."""
+"""Run by a fresh Python 3.13: import the built webhook handler (with its .pyc), the baseline's imports, or boto3
+alone, and print the seconds it took."""
 
 import os
 import sys
@@ -11,6 +12,16 @@ mode = sys.argv[1]
 started = time.perf_counter()
 if mode == "handler":
     import app  # type: ignore[import-not-found]  # noqa: F401  (the built handler, on PYTHONPATH)
+elif mode == "naive":  # the baseline webhook's imports and clients (bench/baseline/naive_webhook.py), without its
+    # secret's fetch at import, which needs the network
+    import boto3
+    from aws_lambda_powertools import Logger
+    from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+
+    Logger(service="naive")
+    APIGatewayHttpResolver()
+    boto3.resource("dynamodb").Table("bench")
+    boto3.client("secretsmanager")
 else:
     import boto3
 

@@ -15,8 +15,12 @@ FUNCTIONS = Path(__file__).resolve().parent.parent / "functions"
 
 def load_handler_module(function: str) -> ModuleType:
     """Import functions/<function>/app.py afresh; like Lambda, it reads its settings at import."""
-    path = FUNCTIONS / function / "app.py"
-    name = f"docdrop_function_{function}_{uuid.uuid4().hex[:8]}"
+    return load_module(FUNCTIONS / function / "app.py", f"docdrop_function_{function}")
+
+
+def load_module(path: Path, prefix: str = "handler") -> ModuleType:
+    """Import a handler file afresh, under a name of its own: a cold container's import."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {path}")
