@@ -103,6 +103,32 @@ def test_an_expired_claim_is_marked_needs_review_and_a_live_one_is_not(ledger: D
     assert ledger.lookup(other).status == "SUBMITTED"
 
 
+def test_a_submission_after_a_person_dismissed_the_lapsed_claims_review_is_still_recorded(
+    ledger: DocumentLedger,
+) -> None:
+    claim = ledger.claim(REF, lease_seconds=0.01)
+    time.sleep(0.05)
+    assert ledger.mark_interrupted(REF, "interrupted")
+    assert ledger.dismiss_review(ledger.get_object(REF), "not in the chart", decided_by="nurse")
+    ledger.record_submission(REF, claim.token, "5555666677778888")  # the slow POST's answer came after all
+    item = ledger.get_object(REF)
+    assert (item["status"], item["document_id"], item["open_state"]) == ("SUBMITTED", "5555666677778888", "IN_FLIGHT")
+
+
+def test_a_submission_retried_after_its_answer_was_lost_is_its_own_success_and_another_claims_is_refused(
+    ddb, ledger_table
+) -> None:
+    retried = DocumentLedger(cast(Any, _AnswerLost(ddb)), ledger_table)
+    claim = retried.claim(REF, lease_seconds=60)
+    retried.record_submission(REF, claim.token, "5555666677778888")  # applied, answer lost, re-sent: no error
+    ledger = DocumentLedger(ddb, ledger_table)
+    assert ledger.get_object(REF)["status"] == "SUBMITTED"
+    assert ledger.get_document("5555666677778888")["object_id"] == REF.object_id
+    with pytest.raises(LedgerError):
+        ledger.record_submission(REF, "not-the-claim", "9999888877776666")
+    assert ledger.get_object(REF)["document_id"] == "5555666677778888"
+
+
 def test_outcome_before_submission_is_kept_and_joined(ledger: DocumentLedger) -> None:
     assert ledger.record_outcome(outcome("evt-1"))
     early = ledger.lookup_document("1111222233334444")

@@ -514,7 +514,9 @@ class DocumentLedger:
             {"document_id": document_id, "job_id": job_id, "submitted_at": now},
             remove=("lease_until",),  # a claim's lease ends with its submission: the object item stays small
         )
-        held = f"{e.v(Status.RECEIVED.value)}, {e.v(Status.NEEDS_REVIEW.value)}"
+        # Still this claim's, or given up on while its POST was out (a lapsed lease's review, even one a person
+        # dismissed): Cobalt has the document, so the object says so.
+        held = ", ".join(e.v(s.value) for s in (Status.RECEIVED, Status.NEEDS_REVIEW, Status.DISMISSED))
         condition = f"{e.n('claim_token')} = {e.v(token)} AND {e.n('status')} IN ({held})"
         try:
             answer = self._update_both_ways(self._object_key(ref.object_id), e.kwargs(update, condition))
