@@ -49,12 +49,12 @@ def table_create_args(template: dict[str, Any], logical_id: str, table_name: str
     props = resource(template, logical_id)["Properties"]
     args: dict[str, Any] = {
         "TableName": table_name,
-        "AttributeDefinitions": props["AttributeDefinitions"],
+        "AttributeDefinitions": present(template, props["AttributeDefinitions"]),
         "KeySchema": props["KeySchema"],
         "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
     }
     if props.get("GlobalSecondaryIndexes"):
-        args["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+        args["GlobalSecondaryIndexes"] = present(template, props["GlobalSecondaryIndexes"])
     stream = props.get("StreamSpecification") or {}
     if stream.get("StreamViewType"):
         args["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream["StreamViewType"]}
@@ -79,6 +79,33 @@ def resolved(template: dict[str, Any], value: Any) -> Any:
         mapping, top, second = (resolved(template, part) for part in value["Fn::FindInMap"])
         return template["Mappings"][mapping][str(top)][second]
     return value
+
+
+def present(template: dict[str, Any], items: list[Any]) -> list[Any]:
+    """A list property as deployed with the parameters' defaults: each `Fn::If` element worked out, `AWS::NoValue` left
+    out."""
+    kept = []
+    for item in items:
+        if isinstance(item, dict) and set(item) == {"Fn::If"}:
+            name, when_true, when_false = item["Fn::If"]
+            item = when_true if condition(template, name) else when_false
+        if item != {"Ref": "AWS::NoValue"}:
+            kept.append(item)
+    return kept
+
+
+def condition(template: dict[str, Any], name: str) -> bool:
+    """A template condition with the parameters' defaults (`Fn::Equals` and `Fn::Not` only: anything else raises)."""
+
+    def evaluate(expression: Any) -> bool:
+        if set(expression) == {"Fn::Equals"}:
+            left, right = (resolved(template, part) for part in expression["Fn::Equals"])
+            return str(left) == str(right)
+        if set(expression) == {"Fn::Not"}:
+            return not evaluate(expression["Fn::Not"][0])
+        raise NotImplementedError(f"condition not emulated locally: {sorted(expression)}")
+
+    return evaluate(template["Conditions"][name])
 
 
 def time_to_live_attribute(template: dict[str, Any], logical_id: str) -> str | None:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from docdrop.cobalt import CobaltClient
 from docdrop.ledger import INTERRUPTED_REASON, ObjectRef, OutcomeEvent, Status
+from docdrop.ledger_expression import item_values
 from docdrop.reconciler import RUN_NAME
 from docdrop.uploader import Deadline
 
@@ -265,3 +266,37 @@ def test_an_event_logged_before_its_submission_was_recorded_is_still_found_befor
     report = loops.run(timedelta(hours=24, minutes=20))  # due for STALE: the whole log is read first
     assert report.stale == 0 and report.recovered_from_event_log == 1
     assert loops.status("early.pdf") == "UPLOADED"
+
+
+def test_open_items_of_a_ledger_from_before_the_open_index_are_indexed_once_and_then_swept(loops: OpenLoops) -> None:
+    """A table written by the release with `by_status` (no `open_state` on its items, a `history` list in each): the
+    first pass puts its open items into `by_open`, and its sweeps close them as usual; later passes never scan again."""
+    ref = ObjectRef("inbox", "inbox/legacy.pdf", "v1")
+    loops.refs["legacy.pdf"] = ref
+    waited_since = (datetime.now(UTC) - timedelta(hours=80)).isoformat(timespec="microseconds")
+    legacy = {
+        "pk": f"OBJ#{ref.object_id}",
+        "sk": "OBJ",
+        "bucket": ref.bucket,
+        "key": ref.key,
+        "version_id": ref.version_id,
+        "object_id": ref.object_id,
+        "status": "WAITING_FOR_TAGS",
+        "reason": "Waiting for tags: folder_name",
+        "status_at": waited_since,
+        "created_at": waited_since,
+        "missing_tags": ["folder_name"],
+        "history": [{"at": waited_since, "status": "WAITING_FOR_TAGS", "reason": "Waiting for tags: folder_name"}],
+    }
+    settled = {**legacy, "pk": "OBJ#settled", "object_id": "settled", "status": "UPLOADED", "history": []}
+    for item in (legacy, settled):
+        loops.ledger._client.put_item(TableName=loops.ledger._table, Item=item_values(item))
+    assert list(loops.ledger.open_items(Status.WAITING_FOR_TAGS)) == []  # invisible to the index until indexed
+
+    first = loops.run(timedelta(minutes=1))
+
+    assert first.open_items_indexed == 1 and first.tag_waits_expired == 1  # indexed, then swept in the same pass
+    assert loops.status("legacy.pdf") == "REJECTED"
+    assert [h["status"] for h in loops.ledger.history(ref.object_id)] == ["WAITING_FOR_TAGS", "REJECTED"]
+    assert loops.ledger.run_state("reconciler")["open_index"] == "done"
+    assert loops.run(timedelta(minutes=2)).open_items_indexed == 0

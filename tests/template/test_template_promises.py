@@ -392,3 +392,25 @@ def test_the_dashboard_shows_every_metric_the_code_emits_and_both_functions_thro
 def test_functions_are_not_traced_since_nothing_is_instrumented() -> None:
     assert TEMPLATE["Globals"]["Function"]["Tracing"] == "PassThrough"
     assert all("Tracing" not in props(f) for f in of_type("AWS::Serverless::Function"))
+
+
+def test_an_upgrade_adds_or_removes_one_index_per_deploy_and_new_stacks_have_no_status_index() -> None:
+    """CloudFormation adds or removes one global secondary index per update: from the release with `by_status`, the
+    upgrade deploys KeepStatusIndex=true (adds by_open), then false (removes by_status)."""
+    import copy
+
+    from local.template import table_create_args
+
+    def indexes(keep: str) -> set[str]:
+        template = copy.deepcopy(TEMPLATE)
+        template["Parameters"]["KeepStatusIndex"]["Default"] = keep
+        args = table_create_args(template, "LedgerTable", "ledger")
+        key_attributes = {k["AttributeName"] for g in args["GlobalSecondaryIndexes"] for k in g["KeySchema"]}
+        assert {a["AttributeName"] for a in args["AttributeDefinitions"]} == key_attributes | {"pk", "sk"}
+        return {g["IndexName"] for g in args["GlobalSecondaryIndexes"]}
+
+    before = {"by_status", "by_unjoined_outcome"}
+    during, after = indexes("true"), indexes("false")
+    assert TEMPLATE["Parameters"]["KeepStatusIndex"]["Default"] == "false"
+    assert len(during ^ before) == 1 and len(after ^ during) == 1
+    assert after == {"by_open", "by_unjoined_outcome"}

@@ -309,6 +309,7 @@ class DocumentLedger:
                 break
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         item = self.get_object_by_id(object_id) or {}
+        entries += [dict(h) for h in item.get("history") or []]  # kept on the item itself before 2026-12
         seen = {(str(h.get("at")), str(h.get("status"))) for h in entries}
         first = not any(str(h.get("at")) == str(item.get("created_at")) for h in entries)
         for at, status, reason in (
@@ -807,6 +808,37 @@ class DocumentLedger:
             if "LastEvaluatedKey" not in page:
                 return counts
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def index_open_items(self, start: Mapping[str, str] | None, limit: int = 500) -> tuple[int, dict[str, str] | None]:
+        """Put open object items written before the `by_open` index existed into it: one Scan page (up to `limit` items
+        read) from `start`. Returns how many were indexed and where to go on (None: the table is done). Each item only
+        as it was read, so a transition meanwhile is never overwritten."""
+        e = Expression()
+        states = ", ".join(e.v(s.value) for s in OPEN_STATE)
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "Limit": limit,
+            "FilterExpression": f"{e.n('sk')} = {e.v('OBJ')} AND attribute_not_exists({e.n('open_state')})"
+            f" AND {e.n('status')} IN ({states})",
+            "ExpressionAttributeNames": e.names,
+            "ExpressionAttributeValues": item_values(e.values),
+        }
+        if start:
+            kwargs["ExclusiveStartKey"] = {k: {"S": v} for k, v in start.items()}
+        page = self._call("scan", **kwargs)
+        indexed = 0
+        for item in filter(None, map(plain, page.get("Items", []))):
+            u = Expression()
+            sets = u.assign({"open_state": OPEN_STATE[Status(item["status"])], "open_at": str(item["status_at"])})
+            condition = (
+                f"{u.n('status')} = {u.v(item['status'])} AND {u.n('status_at')} = {u.v(item['status_at'])}"
+                f" AND attribute_not_exists({u.n('open_state')})"
+            )
+            indexed += self._conditional_update(
+                {"pk": {"S": str(item["pk"])}, "sk": {"S": "OBJ"}}, u, "SET " + ", ".join(sets), condition
+            )
+        last = page.get("LastEvaluatedKey")
+        return indexed, ({k: str(v["S"]) for k, v in last.items()} if last else None)
 
     def ever_in(self, status: Status) -> set[str]:
         """The object ids with a history item of `status` (a transition off the hot path), by one Scan of the table:

@@ -48,6 +48,8 @@ RUN_NAME = "reconciler"
 LEASE_MARGIN_SECONDS = 30.0
 # Time kept back at the end of a pass to record where it stopped and to release its lease.
 RESERVE_SECONDS = 5.0
+# In the pass's state: how far the one-off indexing of an older ledger's open items got ("done" once the table is).
+OPEN_INDEX_STATE = "open_index"
 
 
 class MetricSink(Protocol):
@@ -102,6 +104,7 @@ class PassReport:
     foreign_unknown_account: int = 0  # of those, outcomes for an access token no account in the secret holds
     relinked_resent: int = 0  # BLOCKED objects sent again because their account's link works again
     cobalt_circuit_open_seconds: float = 0.0  # the longest-open breaker on Cobalt (docdrop.breaker)
+    open_items_indexed: int = 0  # open items of an older ledger put into the `by_open` index (once per table)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -167,6 +170,7 @@ class Reconciler:
         report = PassReport()
         try:
             steps = (
+                self._index_open_items,
                 self._unrecorded,
                 self._submitted,
                 self._tag_waits,
@@ -187,6 +191,20 @@ class Reconciler:
         self._count(report)
         self.logger.info("reconciler pass", extra={"report": report.to_dict()})
         return report
+
+    # ----- open items of a ledger written before the `by_open` index: indexed once, then never looked for again ------
+    def _index_open_items(self, report: PassReport, deadline: Deadline, state: dict[str, Any], owner: str) -> None:
+        progress = state.get(OPEN_INDEX_STATE)
+        if progress == "done":
+            return
+        start = dict(progress) if isinstance(progress, dict) else None
+        while deadline.remaining() >= RESERVE_SECONDS:
+            indexed, start = self._ledger.index_open_items(start)
+            report.open_items_indexed += indexed
+            state[OPEN_INDEX_STATE] = start or "done"
+            if start is None:
+                return
+        report.complete = False
 
     # ----- submissions Cobalt accepted whose own ledger write failed ------------------------------------------------
     def _unrecorded(self, report: PassReport, deadline: Deadline, state: dict[str, Any], owner: str) -> None:
