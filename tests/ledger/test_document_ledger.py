@@ -109,7 +109,7 @@ def test_a_submission_after_a_person_dismissed_the_lapsed_claims_review_is_still
     claim = ledger.claim(REF, lease_seconds=0.01)
     time.sleep(0.05)
     assert ledger.mark_interrupted(REF, "interrupted")
-    assert ledger.dismiss_review(ledger.get_object(REF), "not in the chart", decided_by="nurse")
+    assert ledger.dismiss_review(ledger.get_object(REF) or {}, "not in the chart", decided_by="nurse")
     ledger.record_submission(REF, claim.token, "5555666677778888")  # the slow POST's answer came after all
     item = ledger.get_object(REF)
     assert (item["status"], item["document_id"], item["open_state"]) == ("SUBMITTED", "5555666677778888", "IN_FLIGHT")
