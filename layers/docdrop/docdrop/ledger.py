@@ -2,7 +2,8 @@
 
 Item types (one table, keys `pk`/`sk`):
 - object version  `pk=OBJ#<object_id>`  `sk=OBJ`  — what DocDrop did with one S3 object version: claim, refusal,
-  submission. `status`/`status_at` feed the `by_status` index.
+  submission. While its state waits, `open_state`/`open_at` put it in the sparse `by_open` index.
+- history entry   `pk=OBJ#<object_id>`  `sk=H#<time>#<status>` — one transition off the hot path (`history`).
 - Cobalt document `pk=CDOC#<document_id>` `sk=CDOC` — what Cobalt said about a document: the first terminal outcome
   (`outcome_unjoined`/`outcome_at` feed the `by_unjoined_outcome` index while no object is linked), every event
   received, the event ids seen, and (once the
@@ -19,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import secrets
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -270,28 +272,27 @@ class DocumentLedger:
             sets += e.assign({"open_state": state, "open_at": now})
         return "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(map(e.n, removed)) if removed else "")
 
-    def _note_history(self, object_id: str, at: str, status: str, reason: str, **attrs: Any) -> None:
+    def _note_history(self, object_id: str, at: str, status: Status, reason: str, **attrs: Any) -> None:
         """One history entry of a transition off the hot path, as an item of its own beside the object item.
 
         Written after the transition it records: the object item holds the state and its reason either way, so a
         history write that fails is left out rather than failing (or repeating) the transition itself.
         """
-        item = {"at": at, "status": status, "reason": reason, **attrs}
-        expiry = self._object_expiry(Status(status)) if status in Status.__members__ else None
+        item = {"at": at, "status": status.value, "reason": reason, **attrs, "expires_at": self._object_expiry(status)}
         try:
             self._call(
                 "put_item",
                 TableName=self._table,
-                Item={**self._history_key(object_id, at, status), **item_values(clean({**item, "expires_at": expiry}))},
+                Item={**self._history_key(object_id, at, status.value), **item_values(clean(item))},
             )
         except (ClientError, LedgerError):
             return
 
-    def history(self, object_id: str) -> list[dict[str, Any]]:
+    def history(self, object_id: str, item: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Every recorded transition of an object version, oldest first: its history items, and the hot path's
-        transitions from the times on the object item."""
+        transitions from the times on the object item (`item`, when the caller has read it already)."""
         e = Expression()
-        kwargs = {
+        query = {
             "TableName": self._table,
             "KeyConditionExpression": f"{e.n('pk')} = {e.v(f'OBJ#{object_id}')} AND begins_with({e.n('sk')}, "
             f"{e.v(HISTORY_PREFIX)})",
@@ -299,16 +300,11 @@ class DocumentLedger:
             "ExpressionAttributeValues": item_values(e.values),
             "ConsistentRead": True,
         }
-        entries: list[dict[str, Any]] = []
-        while True:
-            page = self._call("query", **kwargs)
-            for raw in page.get("Items", []):
-                entry = plain(raw) or {}
-                entries.append({k: v for k, v in entry.items() if k not in ("pk", "sk", "expires_at")})
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        item = self.get_object_by_id(object_id) or {}
+        entries = [
+            {k: v for k, v in entry.items() if k not in ("pk", "sk", "expires_at")}
+            for entry in self._items("query", query)
+        ]
+        item = item if item is not None else self.get_object_by_id(object_id) or {}
         entries += [dict(h) for h in item.get("history") or []]  # kept on the item itself before 2026-12
         seen = {(str(h.get("at")), str(h.get("status"))) for h in entries}
         first = not any(str(h.get("at")) == str(item.get("created_at")) for h in entries)
@@ -411,7 +407,7 @@ class DocumentLedger:
             return Claim(False, token, current)
         previous = plain(answer.get("Attributes")) or {}
         if previous.get("status"):  # a claim that takes over an earlier state: off the hot path, so in the history
-            self._note_history(ref.object_id, now, Status.RECEIVED.value, CLAIM_REASON, previous=previous["status"])
+            self._note_history(ref.object_id, now, Status.RECEIVED, CLAIM_REASON, previous=previous["status"])
         return Claim(
             True,
             token,
@@ -492,7 +488,7 @@ class DocumentLedger:
         written = self._conditional_update(self._object_key(ref.object_id), e, update, condition)
         if written:
             by = attrs.get("decided_by")
-            self._note_history(ref.object_id, now, status.value, reason, **({"by": by} if by else {}))
+            self._note_history(ref.object_id, now, status, reason, **({"by": by} if by else {}))
         return written
 
     def record_submission(self, ref: ObjectRef, token: str, document_id: str, job_id: str | None = None) -> None:
@@ -531,7 +527,7 @@ class DocumentLedger:
         else:
             previous = (plain(answer.get("Attributes")) or {}).get("status")
             if previous != Status.RECEIVED.value:  # e.g. over a NEEDS_REVIEW its lapsed lease left: not the hot path
-                self._note_history(ref.object_id, now, Status.SUBMITTED.value, SUBMITTED_REASON, previous=previous)
+                self._note_history(ref.object_id, now, Status.SUBMITTED, SUBMITTED_REASON, previous=previous)
         self.link_document(ref, document_id)
 
     def link_document(self, ref: ObjectRef, document_id: str) -> None:
@@ -686,7 +682,7 @@ class DocumentLedger:
         if obj is None:
             return None
         document = self.get_document(obj["document_id"]) if obj.get("document_id") else None
-        return _view(obj, document, self.history(ref.object_id))
+        return _view(obj, document, self.history(ref.object_id, obj))
 
     def lookup_document(self, document_id: str) -> DocumentView | None:
         document = self.get_document(document_id)
@@ -694,7 +690,7 @@ class DocumentLedger:
             return None
         object_id = document.get("object_id")
         obj = self._get(self._object_key(object_id)) if object_id else None
-        return _view(obj, document, self.history(str(object_id)) if obj else [])
+        return _view(obj, document, self.history(str(object_id), obj) if obj else [])
 
     def list_by_status(
         self, status: Status, older_than: timedelta | None = None, limit: int = 100, newest_first: bool = False
@@ -740,16 +736,8 @@ class DocumentLedger:
         self, state: str, before: datetime | None, since: datetime | None, newest_first: bool, limit: int | None
     ) -> list[dict[str, Any]]:
         """The table keys under one `open_state` of the `by_open` index (KEYS_ONLY), in `open_at` order."""
-        kwargs = self._index_query("by_open", "open_state", "open_at", state, before, not newest_first, since)
-        if limit is not None:
-            kwargs["Limit"] = limit
-        keys: list[dict[str, Any]] = []
-        while True:
-            page = self._call("query", **kwargs)
-            keys += [{"pk": raw["pk"], "sk": raw["sk"]} for raw in page.get("Items", [])]
-            if "LastEvaluatedKey" not in page or (limit is not None and len(keys) >= limit):
-                return keys[:limit] if limit is not None else keys
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        entries = self._index_items("by_open", "open_state", "open_at", state, before, limit, newest_first, since)
+        return [{"pk": {"S": str(i["pk"])}, "sk": {"S": str(i["sk"])}} for i in entries]
 
     def _batch_items(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The items of `keys` (BatchGetItem, 100 at a time, consistent), in the order of `keys`."""
@@ -773,41 +761,49 @@ class DocumentLedger:
     ) -> Iterator[dict[str, Any]]:
         """Object items in a settled `status`, by a Scan of the whole table (see `open_items`)."""
         e = Expression()
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "FilterExpression": f"{e.n('sk')} = {e.v('OBJ')} AND {e.n('status')} = {e.v(status.value)}",
-            "ExpressionAttributeNames": e.names,
-            "ExpressionAttributeValues": item_values(e.values),
-        }
-        items: list[dict[str, Any]] = []
-        while True:
-            page = self._call("scan", **kwargs)
-            items += [i for i in map(plain, page.get("Items", [])) if i and _within(i, status, before, since)]
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        found = self._scan(e, f"{e.n('sk')} = {e.v('OBJ')} AND {e.n('status')} = {e.v(status.value)}")
+        items = [i for i in found if _within(i, status, before, since)]
         items.sort(key=lambda i: str(i.get("status_at")), reverse=newest_first)
         return iter(items[:limit] if limit is not None else items)
 
     def status_counts(self) -> dict[str, int]:
         """How many object items are in each status, by one Scan of the table (benchmarks and tests; not a sweep)."""
         e = Expression()
-        kwargs: dict[str, Any] = {
+        found = self._scan(e, f"{e.n('sk')} = {e.v('OBJ')}", projection=e.n("status"))
+        return dict(Counter(str(item.get("status")) for item in found))
+
+    def _scan(self, e: Expression, condition: str, projection: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every item of the table that `condition` (built with `e`) keeps: a Scan, page by page."""
+        scan = {
             "TableName": self._table,
-            "FilterExpression": f"{e.n('sk')} = {e.v('OBJ')}",
-            "ProjectionExpression": e.n("status"),
+            "FilterExpression": condition,
             "ExpressionAttributeNames": e.names,
             "ExpressionAttributeValues": item_values(e.values),
+            **({"ProjectionExpression": projection} if projection else {}),
         }
-        counts: dict[str, int] = {}
+        return self._items("scan", scan)
+
+    def _pages(self, operation: str, request: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+        """Every page of a Query or Scan, following `LastEvaluatedKey`."""
+        request = dict(request)
         while True:
-            page = self._call("scan", **kwargs)
-            for raw in page.get("Items", []):
-                status = str((plain(raw) or {}).get("status"))
-                counts[status] = counts.get(status, 0) + 1
+            page = self._call(operation, **request)
+            yield page
             if "LastEvaluatedKey" not in page:
-                return counts
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+                return
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _items(self, operation: str, request: Mapping[str, Any], limit: int | None = None) -> Iterator[dict[str, Any]]:
+        """The items a Query or Scan returns, page by page; with `limit`, no more than it."""
+        returned = 0
+        for page in self._pages(operation, request):
+            for raw in page.get("Items", []):
+                found = plain(raw)
+                if found is not None:
+                    yield found
+                    returned += 1
+                    if limit is not None and returned >= limit:
+                        return
 
     def index_open_items(self, start: Mapping[str, str] | None, limit: int = 500) -> tuple[int, dict[str, str] | None]:
         """Put open object items written before the `by_open` index existed into it: one Scan page (up to `limit` items
@@ -844,21 +840,8 @@ class DocumentLedger:
         """The object ids with a history item of `status` (a transition off the hot path), by one Scan of the table:
         for benchmarks and audits, never a function's sweep."""
         e = Expression()
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "FilterExpression": f"begins_with({e.n('sk')}, {e.v(HISTORY_PREFIX)}) AND {e.n('status')} = "
-            f"{e.v(status.value)}",
-            "ProjectionExpression": e.n("pk"),
-            "ExpressionAttributeNames": e.names,
-            "ExpressionAttributeValues": item_values(e.values),
-        }
-        found: set[str] = set()
-        while True:
-            page = self._call("scan", **kwargs)
-            found |= {str(raw["pk"]["S"]).removeprefix("OBJ#") for raw in page.get("Items", [])}
-            if "LastEvaluatedKey" not in page:
-                return found
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        condition = f"begins_with({e.n('sk')}, {e.v(HISTORY_PREFIX)}) AND {e.n('status')} = {e.v(status.value)}"
+        return {str(item["pk"]).removeprefix("OBJ#") for item in self._scan(e, condition, projection=e.n("pk"))}
 
     def unjoined_outcomes(self, outcome: Status, before: datetime) -> Iterator[dict[str, Any]]:
         """Cobalt documents with an `outcome` not yet joined to an object, recorded at or before `before`."""
@@ -881,14 +864,9 @@ class DocumentLedger:
         oldest = next(self.open_items(status, limit=1), None)
         if oldest is None:
             return 0, None
-        kwargs = self._index_query("by_open", "open_state", "open_at", state, None, True)
-        count = 0
-        while True:
-            page = self._call("query", Select="COUNT", **kwargs)
-            count += int(page.get("Count", 0))
-            if "LastEvaluatedKey" not in page:
-                return count, str(oldest.get("status_at") or "") or None
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        query = {**self._index_query("by_open", "open_state", "open_at", state, None, True), "Select": "COUNT"}
+        count = sum(int(page.get("Count", 0)) for page in self._pages("query", query))
+        return count, str(oldest.get("status_at") or "") or None
 
     def get_documents(self, document_ids: list[str]) -> dict[str, dict[str, Any]]:
         """Cobalt document items by id (BatchGetItem, 100 at a time); ids without an item are left out."""
@@ -936,22 +914,10 @@ class DocumentLedger:
         since: datetime | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Items of one index partition, page by page; with `limit`, pages of that size and no more rows than it."""
-        kwargs = self._index_query(index, hash_attr, range_attr, value, before, not newest_first, since)
+        query = self._index_query(index, hash_attr, range_attr, value, before, not newest_first, since)
         if limit is not None:
-            kwargs["Limit"] = limit
-        returned = 0
-        while True:
-            page = self._call("query", **kwargs)
-            for raw in page.get("Items", []):
-                found = plain(raw)
-                if found is not None:
-                    yield found
-                    returned += 1
-                    if limit is not None and returned >= limit:
-                        return
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            query["Limit"] = limit
+        return self._items("query", query, limit)
 
     # ----- closing open loops (the outcome joiner and the reconciler) --------------------------------------------
     def join_outcome(self, document: Mapping[str, Any], mark: str) -> JoinResult:
@@ -1053,7 +1019,7 @@ class DocumentLedger:
             self._object_key(object_id), e, update, self._unrecorded_sender(e, str(document["claim_token"]))
         )
         if moved:
-            self._note_history(object_id, now, Status.SUBMITTED.value, reason)
+            self._note_history(object_id, now, Status.SUBMITTED, reason)
         d = Expression()
         self._conditional_update(
             self._document_key(str(document["document_id"])),
@@ -1211,7 +1177,7 @@ class DocumentLedger:
             if exc.response["Error"]["Code"] == "TransactionCanceledException":
                 return False
             raise _failure(exc, "review link") from exc
-        self._note_history(ref.object_id, now, outcome.value, reason, by=decided_by)
+        self._note_history(ref.object_id, now, outcome, reason, by=decided_by)
         return True
 
     def approve_resend(
@@ -1229,7 +1195,7 @@ class DocumentLedger:
         sets = e.assign({"reason": reason, RESEND_APPROVED: True, "updated_at": now, "decided_by": decided_by})
         approved = self._conditional_update(self._object_key(ref.object_id), e, "SET " + ", ".join(sets), condition)
         if approved:
-            self._note_history(ref.object_id, now, status.value, reason, by=decided_by)
+            self._note_history(ref.object_id, now, status, reason, by=decided_by)
         return approved
 
     def dismiss_review(self, review: Mapping[str, Any], reason: str, decided_by: str) -> bool:
