@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections import Counter, defaultdict
+from collections import defaultdict
 from typing import Any
 
 WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"})
@@ -19,12 +19,10 @@ READS = frozenset({"GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems
 
 @dataclasses.dataclass
 class CapacityMeter:
-    """Write and read units consumed through the clients it is attached to, by table/index, and calls by name."""
+    """Write and read units consumed through the clients it is attached to, by table and index."""
 
     write_units: defaultdict[str, float] = dataclasses.field(default_factory=lambda: defaultdict(float))
     read_units: defaultdict[str, float] = dataclasses.field(default_factory=lambda: defaultdict(float))
-    calls: Counter[str] = dataclasses.field(default_factory=Counter)
-    failed_conditions: int = 0
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
 
     def attach(self, client: Any) -> Any:
@@ -49,8 +47,6 @@ class CapacityMeter:
         with self._lock:
             self.write_units.clear()
             self.read_units.clear()
-            self.calls.clear()
-            self.failed_conditions = 0
 
     def _ask(self, params: dict[str, Any], model: Any, **_: Any) -> None:
         if model.name in WRITES or model.name in READS:
@@ -63,11 +59,9 @@ class CapacityMeter:
         consumed = parsed.get("ConsumedCapacity")
         units = self.write_units if name in WRITES else self.read_units
         with self._lock:
-            self.calls[name] += 1
             if consumed is None:
                 code = (parsed.get("Error") or {}).get("Code", "")
                 if code in ("ConditionalCheckFailedException", "TransactionCanceledException"):
-                    self.failed_conditions += 1
                     units["table"] += 1.0
                 return
             for entry in consumed if isinstance(consumed, list) else [consumed]:
