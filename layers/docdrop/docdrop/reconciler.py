@@ -265,7 +265,7 @@ class Reconciler:
         """Join the wanted documents whose outcome is in the ledger; they leave `wanted`. Returns how many joined."""
         joined = 0
         for document_id, document in self._ledger.get_documents(list(wanted)).items():
-            if not document.get("outcome") or document_id not in wanted:
+            if not document.get("outcome"):
                 continue
             if not document.get("object_id"):  # the upload's link write failed; its object names the document
                 ref = self._ledger.item_ref(wanted[document_id])
