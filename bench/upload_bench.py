@@ -280,9 +280,9 @@ def _webhook_event(document_id: str) -> dict[str, Any]:
 
 
 def _keys(messages: list[dict[str, Any]]) -> list[str]:
-    from urllib.parse import unquote_plus
+    from docdrop.s3_events import parse_s3_notifications
 
-    return [unquote_plus(json.loads(m["Body"])["Records"][0]["s3"]["object"]["key"]) for m in messages]
+    return [parse_s3_notifications(m["Body"])[0].key for m in messages]
 
 
 def _document_ids(bench: Bench, table: str, keys: list[str]) -> list[str]:
