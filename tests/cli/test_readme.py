@@ -40,6 +40,7 @@ def test_every_shell_block_in_the_readme_runs_as_written_against_the_local_stack
 ) -> None:
     stack = cli_stack
     (tmp_path / "referral.pdf").write_bytes(pdf_bytes("README referral"))
+    (tmp_path / "labs.pdf").write_bytes(pdf_bytes("README labs"))
     env = {
         **os.environ,
         "AWS_ACCESS_KEY_ID": "testing",
@@ -61,10 +62,17 @@ def test_every_shell_block_in_the_readme_runs_as_written_against_the_local_stack
             ran.append(command)
     assert any(c.startswith("aws s3api put-object ") for c in ran)
 
-    key = "inbox/fax/2025-11-23/referral.pdf"
-    version = stack.client("s3").head_object(Bucket=stack.info.bucket, Key=key)["VersionId"]
-    ref = ObjectRef(stack.info.bucket, key, version)
-    assert stack.wait_status(ref, "UPLOADED", "SUBMITTED") in ("UPLOADED", "SUBMITTED")
-    [sent] = [d for d in stack.sandbox._public_documents() if d["filename"] == "referral.pdf"]
-    assert sent["fields"]["notes"] == "Referral from cardiology, 5 pages"
-    assert sent["fields"]["folder_name"] == "MedicalRecords/Referrals" and sent["fields"]["patient_mrn"] == "100001"
+    sent = {}
+    for name in ("referral.pdf", "labs.pdf"):
+        key = f"inbox/fax/2025-11-23/{name}"
+        version = stack.client("s3").head_object(Bucket=stack.info.bucket, Key=key)["VersionId"]
+        ref = ObjectRef(stack.info.bucket, key, version)
+        assert stack.wait_status(ref, "UPLOADED", "SUBMITTED") in ("UPLOADED", "SUBMITTED")
+        [sent[name]] = [d["fields"] for d in stack.sandbox._public_documents() if d["filename"] == name]
+    assert sent["referral.pdf"]["notes"] == "Referral from cardiology, 5 pages"
+    assert (sent["referral.pdf"]["folder_name"], sent["referral.pdf"]["patient_mrn"]) == (
+        "MedicalRecords/Referrals",
+        "100001",
+    )
+    # the object put without tags waited for them and went with the ones added later
+    assert (sent["labs.pdf"]["folder_name"], sent["labs.pdf"]["patient_mrn"]) == ("MedicalRecords/LabResults", "100002")
