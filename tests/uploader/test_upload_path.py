@@ -383,3 +383,29 @@ def test_an_invocation_that_saw_only_s3_test_events_publishes_nothing_and_warns_
     assert result == {"batchItemFailures": []}
     assert [str(w.message) for w in caught if "metrics" in str(w.message)] == []
     assert '"_aws"' not in capsys.readouterr().out  # no empty EMF document either
+
+
+def test_an_invocation_with_too_little_time_left_returns_the_message_unclaimed_and_says_why(
+    uploader_stack: UploaderStack,
+) -> None:
+    import io
+    import logging
+
+    uploader_stack.put("late in the batch.pdf", pdf_bytes(), tags())
+    messages = [m for m in uploader_stack.receive() if "TestEvent" not in m["Body"]]
+    stream = io.StringIO()
+    capture = logging.StreamHandler(stream)
+    capture.setFormatter(uploader_stack.module.logger.registered_formatter)
+    uploader_stack.module.logger.addHandler(capture)
+    try:
+        result = uploader_stack.invoke(messages, timeout_seconds=3)  # less than one attempt needs
+    finally:
+        uploader_stack.module.logger.removeHandler(capture)
+
+    assert messages and len(result["batchItemFailures"]) == len(messages)
+    assert uploader_stack.uploads() == []
+    assert uploader_stack.ledger.get_object(uploader_stack.ref("late in the batch.pdf")) is None  # not claimed
+    logged = stream.getvalue()
+    said = [line for line in logged.splitlines() if "too little time left" in line]
+    assert said and all(uploader_stack.ref("late in the batch.pdf").object_id in line for line in said)
+    assert "late in the batch" not in logged and "late+in+the+batch" not in logged

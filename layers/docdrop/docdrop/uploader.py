@@ -211,6 +211,11 @@ class DocumentUploader:
         if content_type is None or not content or len(content) > MAX_DOCUMENT_BYTES:
             return self._refuse(ref, self._content_problem(content))
         if deadline.remaining() < self._attempt_floor():
+            # Said once here, so a function timeout too short for its batch shows in the logs, not only as redeliveries.
+            self.logger.warning(
+                "too little time left in this invocation to upload; its message returns to the queue",
+                extra={"object_id": ref.object_id, "seconds_left": round(deadline.remaining(), 1)},
+            )
             raise RetryLater(f"object {ref.object_id}: too little time left in this invocation to upload")
         digest = hashlib.sha256(content).hexdigest()
         claim = self._ledger.claim(
