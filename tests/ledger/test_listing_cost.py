@@ -97,3 +97,25 @@ def test_docdrop_status_submitted_makes_one_query_and_one_batch_read(
         Target.client = original  # type: ignore[method-assign]
     assert code == 0 and calls == Counter({"Query": 1, "BatchGetItem": 1})
     assert out.getvalue().count("open-") == 3
+
+
+def test_counting_received_and_submitted_together_reads_the_in_flight_entry_once(
+    ddb: Any, ledger_table: str, dynamodb_endpoint: str
+) -> None:
+    ledger = DocumentLedger(ddb, ledger_table)
+    _open(ledger, 3)  # SUBMITTED
+    for i in range(2):
+        ledger.claim(ObjectRef("inbox", f"inbox/claimed-{i}.pdf", "v1"), lease_seconds=60)  # RECEIVED
+    _close(ledger, 5)
+    counter = DocumentLedger(dynamodb_client(dynamodb_endpoint), ledger_table)
+    calls = _counting(counter)
+
+    counts = counter.count_open([Status.RECEIVED, Status.SUBMITTED])
+
+    assert {status: count for status, (count, _) in counts.items()} == {Status.RECEIVED: 2, Status.SUBMITTED: 3}
+    oldest = {status: oldest for status, (_, oldest) in counts.items()}
+    first_submitted = min(
+        str(ledger.get_object(ObjectRef("inbox", f"inbox/open-{i}.pdf", "v1"))["status_at"]) for i in range(3)
+    )
+    assert oldest[Status.SUBMITTED] == first_submitted and oldest[Status.RECEIVED] is not None
+    assert calls == Counter({"Query": 1, "BatchGetItem": 1})  # one read of the shared entry, not one per status

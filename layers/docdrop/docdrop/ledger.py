@@ -21,7 +21,7 @@ import dataclasses
 import hashlib
 import secrets
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -852,21 +852,30 @@ class DocumentLedger:
         for outcome in (Status.UPLOADED, Status.FAILED):
             yield from self.unjoined_outcomes(outcome, before)
 
-    def count_status(self, status: Status) -> tuple[int, str | None]:
-        """How many object items are in an open `status` and the `status_at` of the oldest: cost grows with what is
-        open only (a settled status is counted by `status_counts`)."""
-        state = OPEN_STATE.get(status)
-        if state is None:
-            raise ValueError(f"{status} is not an open state: count it with status_counts()")
-        if state == IN_FLIGHT:
-            items = list(self.open_items(status))
-            return len(items), (str(items[0].get("status_at") or "") or None) if items else None
-        oldest = next(self.open_items(status, limit=1), None)
-        if oldest is None:
-            return 0, None
-        query = {**self._index_query("by_open", "open_state", "open_at", state, None, True), "Select": "COUNT"}
-        count = sum(int(page.get("Count", 0)) for page in self._pages("query", query))
-        return count, str(oldest.get("status_at") or "") or None
+    def count_open(self, statuses: Iterable[Status]) -> dict[Status, tuple[int, str | None]]:
+        """How many object items are in each open status and the `status_at` of the oldest: cost grows with what is
+        open only (a settled status is counted by `status_counts`). RECEIVED and SUBMITTED share the in-flight entry,
+        which is read once for both."""
+        counts: dict[Status, tuple[int, str | None]] = {}
+        in_flight: list[dict[str, Any]] | None = None
+        for status in statuses:
+            state = OPEN_STATE.get(status)
+            if state is None:
+                raise ValueError(f"{status} is not an open state: count it with status_counts()")
+            if state == IN_FLIGHT:
+                if in_flight is None:
+                    in_flight = self._batch_items(self._open_keys(IN_FLIGHT, None, None, False, None))
+                times = sorted(str(i.get("status_at") or "") for i in in_flight if i.get("status") == status.value)
+                counts[status] = (len(times), (times[0] or None) if times else None)
+                continue
+            oldest = next(self.open_items(status, limit=1), None)
+            if oldest is None:
+                counts[status] = (0, None)
+                continue
+            query = {**self._index_query("by_open", "open_state", "open_at", state, None, True), "Select": "COUNT"}
+            count = sum(int(page.get("Count", 0)) for page in self._pages("query", query))
+            counts[status] = (count, str(oldest.get("status_at") or "") or None)
+        return counts
 
     def get_documents(self, document_ids: list[str]) -> dict[str, dict[str, Any]]:
         """Cobalt document items by id (BatchGetItem, 100 at a time); ids without an item are left out."""

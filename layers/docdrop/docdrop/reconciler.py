@@ -534,8 +534,7 @@ class Reconciler:
     # ----- what is still open -------------------------------------------------------------------------------------
     def _gauges(self, report: PassReport) -> None:
         now = self._clock()
-        for status in sorted(OPEN):
-            count, oldest = self._ledger.count_status(status)
+        for status, (count, oldest) in self._ledger.count_open(sorted(OPEN)).items():
             report.open_objects[status.value] = count
             if oldest:
                 report.oldest_open_seconds[status.value] = max(0.0, (now - _parse(oldest)).total_seconds())
