@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from docdrop.cobalt import CobaltClient
@@ -246,6 +247,27 @@ def test_a_pass_reads_open_items_only_whatever_the_history(loops: OpenLoops) -> 
     report = loops.run(AFTER_GRACE)
     assert report.complete and sum(report.open_objects.values()) == 0
     assert "Scan" not in calls and report.event_log_pages == 0
+
+
+def test_a_pass_reads_the_in_flight_entry_once_for_its_sweeps_and_once_for_its_gauges(loops: OpenLoops) -> None:
+    loops.submit("lost.pdf")
+    loops.wait_for_outcomes(1)
+    dead = ObjectRef("inbox", "inbox/dead-claim.pdf", "v1")
+    loops.ledger.claim(dead, lease_seconds=0.01)
+    time.sleep(0.05)
+    in_flight_reads: list[str] = []
+
+    def note(params: dict[str, Any], **kw: object) -> None:
+        if params.get("IndexName") == "by_open" and {"S": "IN_FLIGHT"} in params["ExpressionAttributeValues"].values():
+            in_flight_reads.append(str(params.get("Select", "ITEMS")))
+
+    loops.ledger._client.meta.events.register("before-parameter-build.dynamodb.Query", note)
+    report = loops.run(AFTER_GRACE)
+
+    assert report.recovered_from_event_log == 1 and report.interrupted == 1  # both sweeps found their item
+    assert loops.status("lost.pdf") == "UPLOADED" and loops.ledger.get_object(dead)["status"] == "NEEDS_REVIEW"
+    assert report.open_objects["SUBMITTED"] == report.open_objects["RECEIVED"] == 0  # gauges read after the sweeps
+    assert len(in_flight_reads) == 2
 
 
 def test_an_event_logged_before_its_submission_was_recorded_is_still_found_before_stale(loops: OpenLoops) -> None:

@@ -724,13 +724,14 @@ class DocumentLedger:
             keys = self._open_keys(state, before, since, newest_first, limit)
             return iter([i for i in self._batch_items(keys) if i.get("status") == status.value])
         # RECEIVED and SUBMITTED share one entry, opened at the claim: read it whole, keep the status asked for.
-        items = [
-            i
-            for i in self._batch_items(self._open_keys(state, None, None, False, None))
-            if _within(i, status, before, since)
-        ]
-        items.sort(key=lambda i: str(i.get("status_at")), reverse=newest_first)
+        items = in_flight_within(self.in_flight_items(), status, before, since)
+        items = items[::-1] if newest_first else items
         return iter(items[:limit] if limit is not None else items)
+
+    def in_flight_items(self) -> list[dict[str, Any]]:
+        """Every object item RECEIVED or SUBMITTED: the in-flight entry of `by_open`, read whole. A caller that needs
+        both statuses reads it once and picks with `in_flight_within`."""
+        return self._batch_items(self._open_keys(IN_FLIGHT, None, None, False, None))
 
     def _open_keys(
         self, state: str, before: datetime | None, since: datetime | None, newest_first: bool, limit: int | None
@@ -864,7 +865,7 @@ class DocumentLedger:
                 raise ValueError(f"{status} is not an open state: count it with status_counts()")
             if state == IN_FLIGHT:
                 if in_flight is None:
-                    in_flight = self._batch_items(self._open_keys(IN_FLIGHT, None, None, False, None))
+                    in_flight = self.in_flight_items()
                 times = sorted(str(i.get("status_at") or "") for i in in_flight if i.get("status") == status.value)
                 counts[status] = (len(times), (times[0] or None) if times else None)
                 continue
@@ -1345,6 +1346,14 @@ class DocumentLedger:
     @staticmethod
     def _run_key(name: str) -> dict[str, Any]:
         return {"pk": {"S": f"RUN#{name}"}, "sk": {"S": "RUN"}}
+
+
+def in_flight_within(
+    items: list[dict[str, Any]], status: Status, before: datetime | None = None, since: datetime | None = None
+) -> list[dict[str, Any]]:
+    """The items of `in_flight_items()` in `status` (RECEIVED or SUBMITTED) with `status_at` in [since, before],
+    oldest first."""
+    return sorted((i for i in items if _within(i, status, before, since)), key=lambda i: str(i.get("status_at")))
 
 
 def _within(item: Mapping[str, Any], status: Status, before: datetime | None, since: datetime | None) -> bool:

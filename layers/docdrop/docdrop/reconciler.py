@@ -36,6 +36,7 @@ from docdrop.ledger import (
     JoinResult,
     ObjectRef,
     Status,
+    in_flight_within,
     parse_moment,
 )
 from docdrop.observability import MetricName
@@ -159,6 +160,7 @@ class Reconciler:
         self._page_size = event_log_page_size
         self._review_fingerprints: set[str] = set()
         self._fingerprint_key = fingerprint_key
+        self._in_flight: list[dict[str, Any]] | None = None  # this pass's read of the in-flight entry
 
     def run(self, deadline: Deadline) -> PassReport:
         """One pass. A pass that finds another one running does nothing (`ran` False)."""
@@ -168,6 +170,7 @@ class Reconciler:
             return PassReport(ran=False, complete=False)
         state = self._ledger.run_state(RUN_NAME)
         report = PassReport()
+        self._in_flight = None
         try:
             steps = (
                 self._index_open_items,
@@ -191,6 +194,13 @@ class Reconciler:
         self._count(report)
         self.logger.info("reconciler pass", extra={"report": report.to_dict()})
         return report
+
+    def _in_flight_items(self) -> list[dict[str, Any]]:
+        """RECEIVED and SUBMITTED items, read once a pass for both sweeps: each sweep's write is conditional on the
+        item as it stands, so an item that moved on since this read is left alone."""
+        if self._in_flight is None:
+            self._in_flight = self._ledger.in_flight_items()
+        return self._in_flight
 
     # ----- open items of a ledger written before the `by_open` index: indexed once, then never looked for again ------
     def _index_open_items(self, report: PassReport, deadline: Deadline, state: dict[str, Any], owner: str) -> None:
@@ -225,7 +235,7 @@ class Reconciler:
         report.joined_from_ledger += self._join_recorded(stale, owner) if stale else 0
         now = self._clock()
         grace_cutoff = now - self._deadlines.outcome_grace
-        submitted = list(self._ledger.open_items(Status.SUBMITTED))
+        submitted = in_flight_within(self._in_flight_items(), Status.SUBMITTED)
         wanted = {
             str(item["document_id"]): item
             for item in submitted
@@ -409,7 +419,9 @@ class Reconciler:
 
     def _interrupted(self, report: PassReport, deadline: Deadline, state: dict[str, Any], owner: str) -> None:
         now = self._clock()
-        for item in self._ledger.open_items(Status.RECEIVED, before=now - self._deadlines.outcome_grace):
+        for item in in_flight_within(
+            self._in_flight_items(), Status.RECEIVED, before=now - self._deadlines.outcome_grace
+        ):
             if deadline.remaining() < RESERVE_SECONDS:
                 report.complete = False
                 return
