@@ -718,19 +718,18 @@ class DocumentLedger:
         table, whose cost grows with the table (an operator's listing, never a function's sweep).
         """
         state = OPEN_STATE.get(status)
-        if state is None:
-            return self._scanned(status, before, limit, newest_first, since)
-        if state != IN_FLIGHT:  # an entry's `open_at` is its `status_at`: the index orders and bounds the rows
+        if state is not None and state != IN_FLIGHT:  # an entry's `open_at` is its `status_at`: the index orders rows
             keys = self._open_keys(state, before, since, newest_first, limit)
             return iter([i for i in self._batch_items(keys) if i.get("status") == status.value])
-        # RECEIVED and SUBMITTED share one entry, opened at the claim: read it whole, keep the status asked for.
-        items = in_flight_within(self.in_flight_items(), status, before, since)
+        # RECEIVED and SUBMITTED share one entry, opened at the claim: read it whole. A settled state is scanned for.
+        found = self.in_flight_items() if state == IN_FLIGHT else self._scanned(status)
+        items = items_within(found, status, before, since)
         items = items[::-1] if newest_first else items
         return iter(items[:limit] if limit is not None else items)
 
     def in_flight_items(self) -> list[dict[str, Any]]:
         """Every object item RECEIVED or SUBMITTED: the in-flight entry of `by_open`, read whole. A caller that needs
-        both statuses reads it once and picks with `in_flight_within`."""
+        both statuses reads it once and picks with `items_within`."""
         return self._batch_items(self._open_keys(IN_FLIGHT, None, None, False, None))
 
     def _open_keys(
@@ -752,20 +751,10 @@ class DocumentLedger:
                 request = answer.get("UnprocessedKeys") or {}
         return [found[k["pk"]["S"]] for k in keys if k["pk"]["S"] in found]
 
-    def _scanned(
-        self,
-        status: Status,
-        before: datetime | None,
-        limit: int | None,
-        newest_first: bool,
-        since: datetime | None,
-    ) -> Iterator[dict[str, Any]]:
+    def _scanned(self, status: Status) -> Iterator[dict[str, Any]]:
         """Object items in a settled `status`, by a Scan of the whole table (see `open_items`)."""
         e = Expression()
-        found = self._scan(e, f"{e.n('sk')} = {e.v('OBJ')} AND {e.n('status')} = {e.v(status.value)}")
-        items = [i for i in found if _within(i, status, before, since)]
-        items.sort(key=lambda i: str(i.get("status_at")), reverse=newest_first)
-        return iter(items[:limit] if limit is not None else items)
+        return self._scan(e, f"{e.n('sk')} = {e.v('OBJ')} AND {e.n('status')} = {e.v(status.value)}")
 
     def status_counts(self) -> dict[str, int]:
         """How many object items are in each status, by one Scan of the table (benchmarks and tests; not a sweep)."""
@@ -1348,11 +1337,11 @@ class DocumentLedger:
         return {"pk": {"S": f"RUN#{name}"}, "sk": {"S": "RUN"}}
 
 
-def in_flight_within(
-    items: list[dict[str, Any]], status: Status, before: datetime | None = None, since: datetime | None = None
+def items_within(
+    items: Iterable[dict[str, Any]], status: Status, before: datetime | None = None, since: datetime | None = None
 ) -> list[dict[str, Any]]:
-    """The items of `in_flight_items()` in `status` (RECEIVED or SUBMITTED) with `status_at` in [since, before],
-    oldest first."""
+    """The object items in `status` with `status_at` in [since, before], oldest first (e.g. of `in_flight_items()`,
+    which holds RECEIVED and SUBMITTED together)."""
     return sorted((i for i in items if _within(i, status, before, since)), key=lambda i: str(i.get("status_at")))
 
 

@@ -36,7 +36,7 @@ from docdrop.ledger import (
     JoinResult,
     ObjectRef,
     Status,
-    in_flight_within,
+    items_within,
     parse_moment,
 )
 from docdrop.observability import MetricName
@@ -235,7 +235,7 @@ class Reconciler:
         report.joined_from_ledger += self._join_recorded(stale, owner) if stale else 0
         now = self._clock()
         grace_cutoff = now - self._deadlines.outcome_grace
-        submitted = in_flight_within(self._in_flight_items(), Status.SUBMITTED)
+        submitted = items_within(self._in_flight_items(), Status.SUBMITTED)
         wanted = {
             str(item["document_id"]): item
             for item in submitted
@@ -419,9 +419,7 @@ class Reconciler:
 
     def _interrupted(self, report: PassReport, deadline: Deadline, state: dict[str, Any], owner: str) -> None:
         now = self._clock()
-        for item in in_flight_within(
-            self._in_flight_items(), Status.RECEIVED, before=now - self._deadlines.outcome_grace
-        ):
+        for item in items_within(self._in_flight_items(), Status.RECEIVED, before=now - self._deadlines.outcome_grace):
             if deadline.remaining() < RESERVE_SECONDS:
                 report.complete = False
                 return
