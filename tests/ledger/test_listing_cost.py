@@ -119,3 +119,20 @@ def test_counting_received_and_submitted_together_reads_the_in_flight_entry_once
     )
     assert oldest[Status.SUBMITTED] == first_submitted and oldest[Status.RECEIVED] is not None
     assert calls == Counter({"Query": 1, "BatchGetItem": 1})  # one read of the shared entry, not one per status
+
+
+def test_counting_a_state_of_its_own_reads_the_index_only_and_names_the_oldest(
+    ddb: Any, ledger_table: str, dynamodb_endpoint: str
+) -> None:
+    ledger = DocumentLedger(ddb, ledger_table)
+    for i in range(3):
+        ref = ObjectRef("inbox", f"inbox/untagged-{i}.pdf", "v1")
+        assert ledger.record_unclaimed_state(ref, Status.WAITING_FOR_TAGS, "patient_mrn is missing")
+    first = ledger.get_object(ObjectRef("inbox", "inbox/untagged-0.pdf", "v1"))
+    counter = DocumentLedger(dynamodb_client(dynamodb_endpoint), ledger_table)
+    calls = _counting(counter)
+
+    counts = counter.count_open([Status.WAITING_FOR_TAGS])
+
+    assert counts == {Status.WAITING_FOR_TAGS: (3, str(first["status_at"]))}
+    assert calls == Counter({"Query": 2})  # the oldest entry and the count: no item read

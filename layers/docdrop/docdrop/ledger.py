@@ -858,13 +858,14 @@ class DocumentLedger:
                 times = sorted(str(i.get("status_at") or "") for i in in_flight if i.get("status") == status.value)
                 counts[status] = (len(times), (times[0] or None) if times else None)
                 continue
-            oldest = next(self.open_items(status, limit=1), None)
+            # The oldest entry's `open_at` is its item's `status_at`: the keys-only index says it, no item is read.
+            oldest = next(self._index_items("by_open", "open_state", "open_at", state, None, 1, False, None), None)
             if oldest is None:
                 counts[status] = (0, None)
                 continue
             query = {**self._index_query("by_open", "open_state", "open_at", state, None, True), "Select": "COUNT"}
             count = sum(int(page.get("Count", 0)) for page in self._pages("query", query))
-            counts[status] = (count, str(oldest.get("status_at") or "") or None)
+            counts[status] = (count, str(oldest.get("open_at") or "") or None)
         return counts
 
     def get_documents(self, document_ids: list[str]) -> dict[str, dict[str, Any]]:
