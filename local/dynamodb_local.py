@@ -56,19 +56,24 @@ def engine_dir(cache: Path = CACHE) -> Path:
 
 
 @contextlib.contextmanager
-def running_dynamodb_local(port: int = 0, db_path: Path | None = None) -> Iterator[str]:
-    """Start DynamoDB Local on 127.0.0.1 and yield its endpoint URL; stop it on exit."""
+def running_dynamodb_local(port: int = 0, db_path: Path | None = None, in_memory: bool = False) -> Iterator[str]:
+    """Start DynamoDB Local on 127.0.0.1 and yield its endpoint URL; stop it on exit. `in_memory` keeps no files
+    (about twice as fast a write: what a test run wants, where nothing outlives the run)."""
     java = shutil.which("java")
     if java is None:
         raise DynamoDBLocalUnavailable("Java 17 is needed to run DynamoDB Local")
     home = engine_dir()
     port = port or free_port()
     with contextlib.ExitStack() as stack:
-        if db_path is None:
-            db_path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ddb-local-")))
-        db_path.mkdir(parents=True, exist_ok=True)
         log_file = stack.enter_context(tempfile.TemporaryFile())
-        arguments = ["-sharedDb", "-disableTelemetry", "-dbPath", str(db_path), "-port", str(port)]
+        if in_memory:
+            storage = ["-inMemory"]
+        else:
+            if db_path is None:
+                db_path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ddb-local-")))
+            db_path.mkdir(parents=True, exist_ok=True)
+            storage = ["-dbPath", str(db_path)]
+        arguments = ["-sharedDb", "-disableTelemetry", *storage, "-port", str(port)]
         library = f"-Djava.library.path={home / 'DynamoDBLocal_lib'}"
         if shutil.which("javac") is not None:  # a JDK runs the loopback launcher from its source
             classpath = f"{home / 'DynamoDBLocal.jar'}{os.pathsep}{home / 'DynamoDBLocal_lib' / '*'}"

@@ -24,9 +24,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 @pytest.fixture(scope="session")
 def dynamodb_endpoint() -> Iterator[str]:
-    """The real DynamoDB Local engine for the whole run, on 127.0.0.1, stopped at the end."""
+    """The real DynamoDB Local engine for the whole run, on 127.0.0.1, in memory, stopped at the end."""
     use_local_credentials()
-    with running_dynamodb_local() as endpoint:
+    with running_dynamodb_local(in_memory=True) as endpoint:
         yield endpoint
 
 
