@@ -32,15 +32,13 @@ def accounts_command(args: argparse.Namespace, out: TextIO) -> int:
             counts[status.value] = counts.get(status.value, 0) + 1
     for account in accounts.accounts:
         link = ledger.get_account_link(account.reference_id) or {}
-        history = link.get("history") or []
-        warning = next((h for h in reversed(history) if h.get("warning")), None)
         rows.append(
             {
                 "account": account.name,
                 "reference_id": account.reference_id,
                 "link": link.get("status") or "LINKED",
                 "since": link.get("status_at"),
-                "password_change_warning": warning.get("at") if warning else None,
+                "password_change_warning": link.get("password_warning_at"),
                 "open": waiting.get(account.name, {}),
             }
         )

@@ -72,6 +72,14 @@ def resolve_command(args: argparse.Namespace, out: TextIO) -> int:
     wanted = {Status.NEEDS_REVIEW.value} if args.not_filed else {Status.DUPLICATE.value, Status.NEEDS_REVIEW.value}
     item = _find_decided(args, ledger, target, wanted)
     ref = ledger.item_ref(item)
+    kept = ledger.kept_submission(str(item["object_id"])) if item["status"] == Status.NEEDS_REVIEW.value else None
+    if kept is not None:  # Cobalt accepted this very version; only its own record failed: it is never sent again
+        out.write(
+            f"Not sent: Cobalt accepted this version as document {kept['document_id']} (its record is pending); "
+            f"the reconciler records it. To say so now: docdrop resolve {item['object_id']} --filed "
+            f"{kept['document_id']}\n"
+        )
+        return 1
     reason = f"Resend approved by {who} ({why}); it is sent once"
     if not ledger.approve_resend(ref, reason, decided_by=who, status=Status(item["status"])):
         out.write("Not recorded: someone else decided first.\n")
@@ -84,16 +92,20 @@ def resolve_command(args: argparse.Namespace, out: TextIO) -> int:
 
 def review_command(args: argparse.Namespace, out: TextIO) -> int:
     """Open reviews, newest first, each with the Cobalt documents that fit its evidence."""
-    from docdrop.reviews import candidates_for
+    from docdrop.reviews import Candidates, candidates_for
 
     target = resolve_target(args)
     ledger = DocumentLedger(target.client("dynamodb"), target.table)
     reviews = list(ledger.open_items(Status.NEEDS_REVIEW, newest_first=True, limit=args.limit))
     documents = ledger.unjoined_documents(before=datetime.now(UTC))
-    fits = {str(c.review["object_id"]): c for c in candidates_for(reviews, documents)}
+    fits = {str(c.review["object_id"]): c for c in candidates_for(reviews, documents, ledger.in_flight_items())}
+    kept = {str(d.get("object_id")): d for d in ledger.unrecorded_submissions()}
     rows = []
     for review in reviews:
         found = fits.get(str(review["object_id"]))
+        if str(review["object_id"]) in kept:  # Cobalt accepted this very version: its only candidate
+            document = kept[str(review["object_id"])]
+            found = Candidates(review, (document,), True, "Cobalt accepted this version; the reconciler records it")
         rows.append(
             {
                 "object_id": review["object_id"],

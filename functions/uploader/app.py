@@ -41,6 +41,8 @@ breaker = BreakerSettings(
     window=timedelta(seconds=settings.breaker_window_seconds),
     cool_down=timedelta(seconds=settings.breaker_cool_down_seconds),
     max_cool_down=timedelta(seconds=settings.breaker_cool_down_seconds * 16),
+    # The first upload after a cold spell holds its lease for as long as its answer may take.
+    probe_lease=timedelta(seconds=settings.connect_timeout_seconds + settings.read_timeout_seconds + 5),
 )
 uploader = DocumentUploader(
     ledger,

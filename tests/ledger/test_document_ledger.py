@@ -166,14 +166,16 @@ def test_conflicting_outcomes_keep_the_first_terminal_and_both_in_history(
     assert [e["type"] for e in view.events] == [first, second]
 
 
-def test_failed_outcome_keeps_cobalts_reason_and_reasons(ledger: DocumentLedger) -> None:
+def test_failed_outcome_keeps_cobalts_reason_once_and_the_codes_on_its_event(ledger: DocumentLedger) -> None:
     reasons = ({"code": "PATIENT_NOT_FOUND", "description": "Patient not found."},)
     ledger.record_outcome(
         outcome("e", "document.upload_failed", failure_reason="Patient not found.", reasons=reasons, attempt=2)
     )
     document = ledger.get_document("1111222233334444")
     assert document["outcome_reason"] == "Patient not found."
-    assert document["events"][0]["reasons"] == [dict(reasons[0])] and document["events"][0]["attempt"] == 2
+    event = document["events"][0]
+    assert event["reason_codes"] == ["PATIENT_NOT_FOUND"] and event["attempt"] == 2
+    assert "Patient not found." not in str(event)  # the text is stored once, as the outcome's reason
 
 
 def test_list_by_status_follows_the_objects_own_status_once_its_outcome_is_joined(ledger: DocumentLedger) -> None:
@@ -194,7 +196,7 @@ def test_login_required_is_recorded_once_per_event(ledger: DocumentLedger) -> No
     assert ledger.record_login_required("clinic-main", "evt-9", "2026-11-23T10:00:00Z", "re-link")
     assert not ledger.record_login_required("clinic-main", "evt-9", "2026-11-23T10:00:00Z", "re-link")
     link = ledger.get_account_link("clinic-main")
-    assert link["status"] == "LOGIN_REQUIRED" and len(link["history"]) == 1
+    assert link["status"] == "LOGIN_REQUIRED" and len(ledger.link_events("clinic-main")) == 1
 
 
 def test_terminal_records_get_an_expiry_only_when_retention_is_set(ddb, ledger_table) -> None:

@@ -322,3 +322,30 @@ def test_open_items_of_a_ledger_from_before_the_open_index_are_indexed_once_and_
     assert [h["status"] for h in loops.ledger.history(ref.object_id)] == ["WAITING_FOR_TAGS", "REJECTED"]
     assert loops.ledger.run_state("reconciler")["open_index"] == "done"
     assert loops.run(timedelta(minutes=2)).open_items_indexed == 0
+
+
+def test_a_dead_lettered_retry_whose_message_expired_says_to_retry_and_alarms(loops: OpenLoops) -> None:
+    """A dead-lettered PENDING_RETRY kept saying "redrive" after its message had expired from the dead-letter queue
+    (kept 14 days), and a redrive then found nothing: its owner is now `docdrop retry`, and an alarm says so."""
+    ref = ObjectRef("inbox", "inbox/down for weeks.pdf", "v1")
+    claim = loops.ledger.claim(ref, lease_seconds=60)
+    loops.ledger.record_claimed_state(ref, claim.token, Status.PENDING_RETRY, "Cobalt was unavailable (HTTP 503)")
+    assert loops.run(timedelta(minutes=71)).dead_lettered == 1
+    assert loops.run(timedelta(days=13)).dead_letter_expired == 0  # the queue still holds it: redrive works
+    report = loops.run(timedelta(days=15))
+    assert report.dead_letter_expired == 1 and loops.metrics.last["DeadLetteredMessagesExpired"] == 1
+    item = loops.ledger.get_object(ref)
+    assert item["status"] == "PENDING_RETRY" and f"docdrop retry --object {ref.object_id}" in item["reason"]
+    assert "redrive finds nothing" in item["reason"]
+    assert loops.run(timedelta(days=16)).dead_letter_expired == 1  # still counted while it waits
+    assert loops.ledger.claim(ref, lease_seconds=60).won  # a retry resumes it
+    assert "dead_letter_expired_at" not in loops.ledger.get_object(ref)
+
+
+def test_the_oldest_review_is_measured_so_a_review_past_the_horizon_alarms(loops: OpenLoops) -> None:
+    """NEEDS_REVIEW older than the review horizon (7 days) falls out of the automatic match: only its age says so."""
+    ref = ObjectRef("inbox", "inbox/forgotten.pdf", "v1")
+    claim = loops.ledger.claim(ref, lease_seconds=60)
+    loops.ledger.record_claimed_state(ref, claim.token, Status.NEEDS_REVIEW, "Cobalt did not answer in time")
+    assert loops.run(timedelta(days=8)).oldest_review_seconds >= timedelta(days=8).total_seconds() - 60
+    assert loops.metrics.last["OldestReviewSeconds"] >= timedelta(days=8).total_seconds() - 60

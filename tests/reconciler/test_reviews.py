@@ -19,6 +19,9 @@ from tests.reconciler.conftest import OpenLoops
 
 KEY = b"per-stack fingerprint key for tests"
 MRN, FOLDER = "100001", "MedicalRecords"
+# A document is a candidate once it has been listed for the outcome grace (15 min): an upload whose answer is on its
+# way may be its sender, and links it first.
+AFTER_GRACE = timedelta(minutes=16)
 
 
 def _review(loops: OpenLoops, name: str, content: bytes, mrn: str = MRN, sent: datetime | None = None) -> ObjectRef:
@@ -64,7 +67,7 @@ def test_a_unique_match_takes_the_documents_outcome_and_says_on_what_evidence(lo
     ref = _review(loops, "lost.pdf", content)
     document_id = _stored_and_reported(loops, "lost.pdf", content)
 
-    report = loops.run(timedelta(minutes=1))
+    report = loops.run(AFTER_GRACE)
 
     assert report.reviews_resolved == 1 and report.reviews_open == 0
     item = loops.ledger.get_object(ref)
@@ -83,7 +86,7 @@ def test_two_candidates_leave_it_for_a_person(loops: OpenLoops) -> None:
     ref = _review(loops, "ambiguous.pdf", content)
     _stored_and_reported(loops, "ambiguous.pdf", content)
     _stored_and_reported(loops, "ambiguous copy.pdf", pdf_bytes("another page, same patient and folder"))
-    assert loops.run(timedelta(minutes=1)).reviews_resolved == 0
+    assert loops.run(AFTER_GRACE).reviews_resolved == 0
     assert loops.status("ambiguous.pdf") == "NEEDS_REVIEW"
     assert loops.run(timedelta(minutes=30)).foreign == 0  # the candidates are kept for the person
     assert loops.ledger.get_object(ref)["status"] == "NEEDS_REVIEW"
@@ -94,7 +97,7 @@ def test_two_attempts_for_one_document_leave_both_for_a_person(loops: OpenLoops)
     _review(loops, "first try.pdf", content)
     _review(loops, "second try.pdf", content)
     _stored_and_reported(loops, "first try.pdf", content)
-    assert loops.run(timedelta(minutes=1)).reviews_resolved == 0
+    assert loops.run(AFTER_GRACE).reviews_resolved == 0
     assert {loops.status("first try.pdf"), loops.status("second try.pdf")} == {"NEEDS_REVIEW"}
 
 
@@ -102,7 +105,7 @@ def test_a_candidate_outside_the_attempts_window_is_not_linked(loops: OpenLoops)
     content = pdf_bytes("long ago")
     _review(loops, "old attempt.pdf", content, sent=datetime.now(UTC) - timedelta(hours=2))
     _stored_and_reported(loops, "old attempt.pdf", content)  # its outcome was created just now: 2 h later
-    assert loops.run(timedelta(minutes=1)).reviews_resolved == 0
+    assert loops.run(AFTER_GRACE).reviews_resolved == 0
     assert loops.status("old attempt.pdf") == "NEEDS_REVIEW"
 
 
@@ -110,14 +113,14 @@ def test_another_patient_is_not_linked(loops: OpenLoops) -> None:
     content = pdf_bytes("other patient")
     _review(loops, "patient a.pdf", content, mrn="100001")
     _stored_and_reported(loops, "patient b.pdf", content, mrn="100002")
-    assert loops.run(timedelta(minutes=1)).reviews_resolved == 0
+    assert loops.run(AFTER_GRACE).reviews_resolved == 0
     assert loops.status("patient a.pdf") == "NEEDS_REVIEW"
 
 
 def test_bytes_that_differ_veto_the_link(loops: OpenLoops) -> None:
     _review(loops, "mine.pdf", pdf_bytes("what DocDrop sent"))
     _stored_and_reported(loops, "theirs.pdf", pdf_bytes("what Cobalt holds"))
-    assert loops.run(timedelta(minutes=1)).reviews_resolved == 0
+    assert loops.run(AFTER_GRACE).reviews_resolved == 0
     assert loops.status("mine.pdf") == "NEEDS_REVIEW"
 
 
@@ -126,7 +129,7 @@ def test_without_bytes_from_cobalt_the_other_evidence_decides(loops: OpenLoops, 
     ref = _review(loops, "no-bytes.pdf", content)
     _stored_and_reported(loops, "no-bytes.pdf", content)
     monkeypatch.setattr(loops.sandbox, "contents", {})  # GET /v1/documents/{id} answers 404: no evidence either way
-    assert loops.run(timedelta(minutes=1)).reviews_resolved == 1
+    assert loops.run(AFTER_GRACE).reviews_resolved == 1
     assert "Cobalt did not return its bytes" in loops.ledger.get_object(ref)["reason"]
 
 
@@ -137,7 +140,7 @@ def test_the_matching_logs_and_counts_no_mrn(loops: OpenLoops, caplog: pytest.Lo
     _review(loops, "q.pdf", pdf_bytes("mine"), mrn="100003")
     _stored_and_reported(loops, "q.pdf", pdf_bytes("not mine"), mrn="100003")
     with caplog.at_level(logging.DEBUG):
-        loops.run(timedelta(minutes=1))
+        loops.run(AFTER_GRACE)
     assert "100003" not in caplog.text and "100003" not in str(loops.metrics.counts)
 
 
@@ -158,3 +161,46 @@ def test_a_review_whose_documents_webhook_was_lost_too_is_matched_through_the_ev
     assert (item["status"], item["document_id"]) == ("UPLOADED", answer.document_id)
     events = loops.ledger.get_document(str(answer.document_id))["events"]
     assert [e["source"] for e in events] == ["event_log"]
+
+
+def test_a_review_is_never_matched_to_the_document_of_an_upload_still_in_flight(
+    loops: OpenLoops, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Second reading, defect 1: B's attempt was lost (Cobalt never stored it); A, same patient and folder, was accepted
+    as D, and D's webhook came before A's submission was recorded. The match took D for B, and both ended UPLOADED as
+    D, while B is not in the chart at all."""
+    from docdrop.contract import UploadFields
+
+    content = pdf_bytes("the page B meant to send")
+    review = _review(loops, "b.pdf", content)
+    a = ObjectRef("inbox", "inbox/a.pdf", uuid.uuid4().hex)
+    evidence = {"sha256": "0" * 64, "evidence_fingerprint": patient_folder_fingerprint(KEY, MRN, FOLDER)}
+    claim = loops.ledger.claim(a, lease_seconds=3600, details=evidence)  # A's POST is out; its answer not yet recorded
+    answer = loops.cobalt.upload_document(UploadFields(MRN, FOLDER), "a.pdf", "application/pdf", pdf_bytes("A"))
+    assert answer.document_id is not None
+    loops.wait_for_outcomes(1)
+    record = next(r for r in loops.sandbox.events if r["event"]["data"]["document_id"] == answer.document_id)
+    event = outcome_event_from(record["event"], attempt=1)
+    assert event is not None
+    loops.ledger.record_outcome(dataclasses.replace(event, evidence_fingerprint=evidence["evidence_fingerprint"]))
+    loops.stream(answer.document_id)  # D is listed as unjoined: its webhook beat A's answer
+    monkeypatch.setattr(loops.sandbox, "contents", {})  # no bytes from Cobalt: the other evidence decides
+
+    report = loops.run(AFTER_GRACE)
+    assert report.reviews_resolved == 0 and loops.status("b.pdf") == "NEEDS_REVIEW"
+
+    assert loops.ledger.record_submission(a, claim.token, answer.document_id, answer.job_id)  # A's answer lands
+    loops.stream(answer.document_id)
+    assert loops.ledger.get_object(a)["status"] == "UPLOADED"
+    assert loops.run(AFTER_GRACE).reviews_resolved == 0  # D is A's: never a candidate for B
+    assert loops.ledger.get_object(review)["status"] == "NEEDS_REVIEW"
+    assert loops.ledger.get_document(str(answer.document_id))["object_id"] == a.object_id
+
+
+def test_a_document_listed_within_the_outcome_grace_is_not_matched_yet(loops: OpenLoops) -> None:
+    """The grace gives an upload whose answer is on its way the time to link its own document first."""
+    content = pdf_bytes("just now")
+    _review(loops, "recent.pdf", content)
+    _stored_and_reported(loops, "recent.pdf", content)
+    assert loops.run(timedelta(minutes=5)).reviews_resolved == 0
+    assert loops.run(AFTER_GRACE).reviews_resolved == 1

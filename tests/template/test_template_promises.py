@@ -414,3 +414,24 @@ def test_an_upgrade_adds_or_removes_one_index_per_deploy_and_new_stacks_have_no_
     assert TEMPLATE["Parameters"]["KeepStatusIndex"]["Default"] == "false"
     assert len(during ^ before) == 1 and len(after ^ during) == 1
     assert after == {"by_open", "by_unjoined_outcome"}
+
+
+def test_every_open_state_past_its_horizon_has_an_alarm() -> None:
+    """NEEDS_REVIEW past the review horizon, a dead-lettered retry whose message expired, and a document id linked to
+    another object each keep an owner: an alarm to the topic."""
+    alarms = [a["Properties"] for a in of_type("AWS::CloudWatch::Alarm").values()]
+    review = next(a for a in alarms if a.get("MetricName") == "OldestReviewSeconds")
+    assert (review["Statistic"], review["Threshold"]) == ("Maximum", 7 * 86400)  # docdrop.reviews.REVIEW_HORIZON
+    expired = next(a for a in alarms if a.get("MetricName") == "DeadLetteredMessagesExpired")
+    assert expired["Dimensions"] == [{"Name": "service", "Value": "reconciler"}]
+    conflicts = {a["Dimensions"][0]["Value"] for a in alarms if a.get("MetricName") == "DocumentLinkConflicts"}
+    assert conflicts == {"uploader", "reconciler"}
+
+
+def test_the_reconciler_knows_how_long_the_dead_letter_queue_keeps_a_message() -> None:
+    from docdrop.reviews import REVIEW_HORIZON
+
+    kept = props("IngestDeadLetterQueue")["MessageRetentionPeriod"]
+    variables = props("ReconcilerFunction")["Environment"]["Variables"]
+    assert float(variables["DLQ_RETENTION_DAYS"]) * 86400 == kept
+    assert REVIEW_HORIZON.total_seconds() == 7 * 86400

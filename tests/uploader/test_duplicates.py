@@ -120,3 +120,38 @@ def test_the_same_file_put_again_after_cobalt_refused_it_is_sent_again(uploader_
     stack.put("assigned fixed.pdf", page, tags=tags(emr_assigned_to_id="staff-001"))  # the README's remedy
     stack.drain()
     assert stack.view("assigned fixed.pdf").status == Status.SUBMITTED
+
+
+def test_two_identical_versions_racing_past_a_refused_one_send_exactly_one(
+    uploader_stack: UploaderStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Second reading, defect 2: version 1 FAILED; versions 2 and 3 (identical) arrive in one batch, both find version
+    1 holding the fingerprint, and both learn it was never filed before either takes it over. Only one may go out."""
+    import threading
+
+    stack = uploader_stack
+    page = pdf_bytes("refused, then sent twice by the SDK")
+    stack.script({"status": 400, "body": {"success": False, "message": "Staff member not found"}})
+    stack.put("v1.pdf", page, tags=tags())
+    stack.drain()
+    assert stack.view("v1.pdf").status == Status.FAILED
+    uploader = stack.module.uploader
+    both_read = threading.Barrier(2, timeout=20)
+    never_filed = uploader._never_filed
+
+    waited: set[int] = set()
+
+    def in_step(holder: dict[str, object]) -> bool:
+        answer: bool = never_filed(holder)
+        if threading.get_ident() not in waited:  # each has read the refused holder before either takes it over
+            waited.add(threading.get_ident())
+            both_read.wait()
+        return answer
+
+    monkeypatch.setattr(uploader, "_never_filed", in_step)
+    stack.put("v2.pdf", page, tags=tags())
+    stack.put("v3.pdf", page, tags=tags())
+    stack.drain()
+
+    assert [d["filename"] for d in stack.uploads()] in (["v2.pdf"], ["v3.pdf"])
+    assert sorted([stack.view("v2.pdf").status, stack.view("v3.pdf").status]) == [Status.DUPLICATE, Status.SUBMITTED]

@@ -16,6 +16,7 @@ import pytest
 from docdrop.cobalt_events import outcome_event_from
 from docdrop.contract import UploadFields
 from docdrop.evidence import patient_folder_fingerprint
+from docdrop.ledger import ObjectRef, Status
 
 from local.samples import pdf_bytes
 from tests.support.stream import as_the_stream_does
@@ -29,6 +30,9 @@ def _lost_answer(stack: UploaderStack, name: str, fault: str = "drop_connection"
     stack.drain()
     view = stack.view(name)
     assert view.status == "NEEDS_REVIEW"
+    # Cobalt has answered other uploads since: the breaker that one lost answer opened (a cold Cobalt that does not
+    # answer is not sent more) is closed again, so what a person sends next goes out at once.
+    stack.module.uploader._breaker(None).after_call(False)
     return str(view.object_id)
 
 
@@ -151,3 +155,77 @@ def test_dismiss_closes_a_review_without_sending_and_records_who_and_why(
     item = stack.ledger.get_object_by_id(object_id)
     assert (item["status"], item["decided_by"], item["reason"]) == ("DISMISSED", "ana", "Dismissed by ana: a test page")
     assert stack.uploads() == []
+
+
+def _lapse_the_lease(stack: UploaderStack, name: str) -> None:
+    """The invocation that holds the claim is known dead: its lease ran out."""
+    stack.ledger._client.update_item(
+        TableName=stack.module.settings.ledger_table,
+        Key={"pk": {"S": f"OBJ#{stack.ref(name).object_id}"}, "sk": {"S": "OBJ"}},
+        UpdateExpression="SET lease_until = :past",
+        ExpressionAttributeValues={":past": {"S": "2000-01-01T00:00:00.000000+00:00"}},
+    )
+
+
+def test_a_resend_never_posts_a_version_cobalt_accepted_whose_record_failed(
+    uploader_stack: UploaderStack, tmp_path: Path
+) -> None:
+    """Second reading, defect 3: Cobalt returned a document id but the submission write failed, so the uploader kept
+    the id on the document's item; the redelivery after the lease marked the version NEEDS_REVIEW, and a person's
+    `resolve --not-filed --resend` sent it a second time, since nothing consulted the kept submission."""
+    from tests.uploader.test_open_loops import _SubmissionsFail
+
+    stack = uploader_stack
+    ledger = stack.module.uploader._ledger
+    client = ledger._client
+    ledger._client = _SubmissionsFail(client)
+    stack.module.uploader._sleep = lambda seconds: None
+    stack.put("accepted.pdf", pdf_bytes("accepted, not recorded"), tags=tags())
+    stack.drain()
+    [sent] = stack.uploads()
+    ledger._client = client
+    _lapse_the_lease(stack, "accepted.pdf")
+    stack.redeliver_failed()
+    stack.drain()
+    assert stack.view("accepted.pdf").status == "NEEDS_REVIEW"
+    stack_file = stack.stack_file(tmp_path)
+
+    code, review = _cli(stack_file, "review", "--json")
+    assert code == 0 and [c["document_id"] for c in json.loads(review)[0]["candidates"]] == [sent["document_id"]]
+    object_id = str(stack.view("accepted.pdf").object_id)
+    code, text = _cli(stack_file, "resolve", object_id, "--not-filed", "--resend", "--by", "ana")
+    assert code == 1 and f"Cobalt accepted this version as document {sent['document_id']}" in text
+    # Even an approval given (a person's older command, or a race with the kept write): the event records, never sends.
+    assert stack.ledger.approve_resend(stack.ref("accepted.pdf"), "checked", "ben", status=Status.NEEDS_REVIEW)
+    event_source_put = stack.sqs.send_message
+    from docdrop.s3_events import s3_notification
+
+    ref = stack.ref("accepted.pdf")
+    event_source_put(
+        QueueUrl=stack.queues.queue_url, MessageBody=s3_notification(ref.bucket, ref.key, ref.version_id, 1)
+    )
+    stack.drain()
+    assert len(stack.uploads()) == 1
+    item = stack.ledger.get_object(ref)
+    assert (item["status"], item["document_id"]) == ("SUBMITTED", sent["document_id"])
+
+
+def test_a_resend_event_of_a_version_submitted_meanwhile_settles_instead_of_looping(
+    uploader_stack: UploaderStack, tmp_path: Path
+) -> None:
+    """Second reading, defect 6: a person approved a resend, then the slow POST's answer recorded SUBMITTED; the
+    approval stayed, the resend's event could neither claim nor settle the version, and it returned to the queue on
+    every delivery until the dead-letter queue (a false alarm; a redrive looped again)."""
+    stack = uploader_stack
+    ref = ObjectRef(stack.bucket, "inbox/slow answer.pdf", stack.put("slow answer.pdf", pdf_bytes("slow"), tags()))
+    stack.receive()  # the S3 event is taken by the invocation that is still waiting for Cobalt
+    claim = stack.ledger.claim(ref, lease_seconds=0.01)
+    time.sleep(0.05)
+    assert stack.ledger.mark_interrupted(ref, "interrupted")  # a second delivery found the lease gone
+    stack_file = stack.stack_file(tmp_path)
+    assert _cli(stack_file, "resolve", ref.object_id, "--not-filed", "--resend", "--by", "ana")[0] == 0
+    stack.ledger.record_submission(ref, claim.token, "5550000000000099")  # the slow POST's answer lands
+
+    reports = stack.drain()
+    assert [r.failed for r in reports] == [0]  # the resend event settles at once: nothing left to redeliver
+    assert stack.ledger.get_object(ref)["status"] == "SUBMITTED" and stack.uploads() == []

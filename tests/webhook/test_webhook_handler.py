@@ -62,7 +62,7 @@ def test_failed_then_uploaded_keeps_failed_with_cobalts_reason(webhook_stack: We
     view = webhook_stack.ledger.lookup_document("9988776655443322")
     assert (view.status, view.reason) == ("FAILED", "Patient not found.")
     first = view.events[0]
-    assert first["reasons"] == reasons and first["attempt"] == 2 and first["job_id"] == "12345"
+    assert first["reason_codes"] == ["PATIENT_NOT_FOUND"] and first["attempt"] == 2 and first["job_id"] == "12345"
     assert first["access_token_reference_id"] == "clinic-main"
 
 
@@ -89,7 +89,8 @@ def test_login_required_is_recorded_for_the_token_reference(webhook_stack: Webho
     assert body(webhook_stack.deliver(event)) == {"status": "recorded"}
     assert body(webhook_stack.deliver(event)) == {"status": "duplicate"}
     link = webhook_stack.ledger.get_account_link("clinic-main")
-    assert link["status"] == "LOGIN_REQUIRED" and link["history"][0]["message"] == "re-link"
+    history = webhook_stack.ledger.link_events("clinic-main")
+    assert link["status"] == "LOGIN_REQUIRED" and history[0]["message"] == "re-link"
 
 
 def test_a_password_change_warning_is_kept_in_the_links_history_and_does_not_block_it(
@@ -106,8 +107,9 @@ def test_a_password_change_warning_is_kept_in_the_links_history_and_does_not_blo
     assert body(webhook_stack.deliver(event)) == {"status": "duplicate"}
     link = webhook_stack.ledger.get_account_link("clinic-north")
     assert link.get("status") is None  # still linked: only a warning
-    assert link["password_warning_at"] and link["history"][0]["warning"] is True
-    assert link["history"][0]["message"] == "password expires in 5 days"
+    [warning] = webhook_stack.ledger.link_events("clinic-north")
+    assert link["password_warning_at"] and warning["warning"] is True
+    assert warning["message"] == "password expires in 5 days"
 
 
 def test_a_dynamodb_failure_answers_5xx_so_cobalt_retries(webhook_stack: WebhookStack) -> None:

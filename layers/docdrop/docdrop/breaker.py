@@ -5,6 +5,13 @@ are deferred to the queue without calling it, until `cool_down` has passed and o
 with a real upload. The probe's answer closes the breaker or opens it again for twice as long (up to `max_cool_down`).
 A 429's `Retry-After` holds back every upload for that long. The state is read at most every `cache_seconds` per
 container, so a closed breaker costs no ledger call per document; it is written only when it changes.
+
+An ambiguous answer (a read timeout, 500, 502, 504) counts as unavailable too, and Cobalt is trusted with many uploads
+at once only while it is known to answer: `warm_until`, pushed on by its answers (written at most every half `warm`).
+When it is not (a new stack, an idle hour, after an outage), one upload goes first, for every container, holding the
+probe's lease; the others wait up to `cold_wait` for its answer, then go back to the queue. A first upload that gets no
+answer opens the breaker at once. So a Cobalt that accepts connections and never answers makes one review per probe,
+not one per upload in flight.
 """
 
 from __future__ import annotations
@@ -26,6 +33,9 @@ class BreakerSettings:
     cool_down: timedelta = timedelta(minutes=1)
     max_cool_down: timedelta = timedelta(minutes=15)
     cache_seconds: float = 2.0
+    warm: timedelta = timedelta(minutes=5)  # how long an answer vouches for Cobalt: many uploads at once meanwhile
+    probe_lease: timedelta = timedelta(seconds=45)  # the first upload's lease: at least its connect and read timeouts
+    cold_wait: timedelta = timedelta(seconds=15)  # how long the others wait for its answer before going to the queue
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +45,8 @@ class Permission:
     defer_seconds: float = 0.0
     probe: bool = False
     reason: str = ""
+    wait: bool = False  # Cobalt is not known to answer and another upload is finding out: ask again shortly
+    cold: bool = False  # this call is the first after a cold spell: no answer opens the breaker at once
 
 
 class CobaltBreaker:
@@ -74,7 +86,19 @@ class CobaltBreaker:
             return Permission((hold - now).total_seconds(), reason="Cobalt asked DocDrop to wait (Retry-After)")
         open_until = parse_moment(state.get("open_until"))
         if open_until is None:
-            return Permission()
+            warm_until = parse_moment(state.get("warm_until"))
+            if warm_until is not None and warm_until > now:
+                return Permission()
+            # Cold: one upload finds out whether Cobalt answers; the others wait for it (`wait_for_warmth`), and only
+            # a caller that sees no live lease tries to take it (a conditional write).
+            probe_until = parse_moment(state.get("probe_until"))
+            lease = now + self.settings.probe_lease
+            if (probe_until is None or probe_until <= now) and self._ledger.take_breaker_probe(
+                self.account, now, lease
+            ):
+                self._remember({**state, "probe_until": lease.isoformat(timespec="microseconds")})
+                return Permission(probe=True, cold=True)
+            return Permission(reason=COLD_REASON, wait=True)
         if open_until > now:
             return Permission((open_until - now).total_seconds(), reason=_open_reason(state))
         # Cooled down: one caller probes; the others wait for its answer.
@@ -82,27 +106,50 @@ class CobaltBreaker:
             return Permission(probe=True)
         return Permission(self.settings.cool_down.total_seconds(), reason=_open_reason(state))
 
-    def after_call(self, unavailable: bool, retry_after_seconds: float | None = None, probe: bool = False) -> None:
+    def wait_for_warmth(self, budget_seconds: float, sleep: Callable[[float], None] = time.sleep) -> Permission:
+        """Ask again until Cobalt is known to answer, or is known not to, or `cold_wait` (within `budget_seconds`) is
+        over: then the call goes back to the queue, for a little longer than the first upload's lease."""
+        end = self._monotonic() + min(budget_seconds, self.settings.cold_wait.total_seconds())
+        while True:
+            permission = self.before_call()
+            if not permission.wait:
+                return permission
+            if self._monotonic() >= end:
+                return Permission(self.settings.probe_lease.total_seconds(), reason=COLD_REASON)
+            sleep(WAIT_POLL_SECONDS)
+
+    def after_call(
+        self,
+        unavailable: bool,
+        retry_after_seconds: float | None = None,
+        probe: bool = False,
+        cold: bool = False,
+        ambiguous: bool = False,
+    ) -> None:
         now = self._clock()
         if unavailable:
             cool_down = self.settings.cool_down
-            if probe:  # it is still down: open again, for longer
+            if probe and not cold:  # it is still down: open again, for longer
                 previous = _seconds(self.state().get("cool_down_seconds")) or cool_down.total_seconds()
                 cool_down = min(self.settings.max_cool_down, timedelta(seconds=previous * 2))
             state = self._ledger.record_breaker_failure(
                 self.account,
                 now,
                 window=self.settings.window,
-                threshold=1 if probe else self.settings.failures,
+                # A recovery probe that fails, or a first upload that got no answer at all, opens it at once.
+                threshold=1 if (probe and not cold) or (cold and ambiguous) else self.settings.failures,
                 cool_down=cool_down,
                 hold_until=now + timedelta(seconds=retry_after_seconds) if retry_after_seconds else None,
+                probe=probe,
             )
             self._remember(state)
             return
         state = self.state()
-        if state.get("failures") or state.get("open_until") or state.get("hold_until"):
-            self._ledger.close_breaker(self.account)  # Cobalt answered: whatever it said, it is there
-            self._remember({})
+        warm_until = parse_moment(state.get("warm_until"))
+        stale = warm_until is None or warm_until - now < self.settings.warm / 2
+        if stale or state.get("failures") or state.get("open_until") or state.get("hold_until"):
+            # Cobalt answered: whatever it said, it is there; and it vouches for many uploads at once for a while.
+            self._remember(self._ledger.close_breaker(self.account, warm_until=now + self.settings.warm))
 
     def open_seconds(self) -> float:
         """How long the breaker has been open (0 when closed): the reconciler's gauge and alarm."""
@@ -118,6 +165,10 @@ def _seconds(value: Any) -> float | None:
         return float(value) if value is not None else None
     except (TypeError, ValueError):
         return None
+
+
+COLD_REASON = "Cobalt has not answered lately: one upload finds out whether it does before the others are sent"
+WAIT_POLL_SECONDS = 0.25
 
 
 def _open_reason(state: dict[str, Any]) -> str:

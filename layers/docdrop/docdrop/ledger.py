@@ -8,7 +8,8 @@ Item types (one table, keys `pk`/`sk`):
   (`outcome_unjoined`/`outcome_at` feed the `by_unjoined_outcome` index while no object is linked), every event
   received, the event ids seen, and (once the
   submission is recorded) the object it came from. Webhooks know only the document id, so they write here, in one call.
-- account link    `pk=TOKEN#<reference>`   `sk=TOKEN`  — `access_token.login_required` and its history.
+- account link    `pk=TOKEN#<reference>`   `sk=TOKEN`  — the link's state (LINKED, LOGIN_REQUIRED), a fixed size;
+  its events (`access_token.*`, upload answers, re-links) are items of their own, `sk=EVT#<event id>`, that expire.
 - breaker         `pk=BREAKER#<account>`  `sk=BREAKER` — Cobalt's circuit breaker, shared by every uploader
   (`docdrop.breaker`): consecutive unavailable answers, open until, the probe's lease, a Retry-After hold.
 
@@ -68,6 +69,10 @@ RESENDABLE = (Status.DUPLICATE, Status.NEEDS_REVIEW)
 CLAIMABLE = frozenset({Status.WAITING_FOR_TAGS, Status.PENDING_RETRY, Status.BLOCKED})
 # States that still wait for something; each has a deadline and an owner (the reconciler, SQS, or a person's re-link).
 OPEN = frozenset({Status.RECEIVED, Status.WAITING_FOR_TAGS, Status.PENDING_RETRY, Status.SUBMITTED, Status.BLOCKED})
+# States an object may be in while (or after) its claim's POST was out: still RECEIVED, or given up on when its lease
+# lapsed (NEEDS_REVIEW), even by a person's dismissal (DISMISSED). A document id Cobalt returned for that claim is
+# recorded over any of them, however it reaches the ledger (`record_submission`, `record_late_submission`, a join).
+SENT_BY_CLAIM = (Status.RECEIVED, Status.NEEDS_REVIEW, Status.DISMISSED)
 # A REJECTED version with this flag was refused only because its tags never came: its tags, if they come, resume it.
 TAGS_EXPIRED = "tags_expired"
 # On a Cobalt document: its outcome is not yet joined to an object (feeds the sparse `by_unjoined_outcome` index).
@@ -85,6 +90,7 @@ INTERRUPTED_REASON = (
 _CLEARED_ON_CLAIM = (
     TAGS_EXPIRED,
     "dead_lettered_at",
+    "dead_letter_expired_at",
     "expires_at",
     RESEND_APPROVED,
     "attempt_sent_at",
@@ -112,6 +118,13 @@ OPEN_STATE = {
     Status.STALE: Status.STALE.value,  # waits for a person, or a late outcome
 }
 _INDEX_KEYS = ("open_state", "open_at")
+# An account link keeps its few fields on one item; each of its events is an item of its own under the link's key,
+# `sk = EVT#<event id>` (a repeated event is found by its key), kept this long, with Cobalt's message cut short.
+LINK_EVENT_PREFIX = "EVT#"
+LINK_EVENT_RETENTION = timedelta(days=90)
+MAX_LINK_MESSAGE = 500
+# Cobalt's refusal as an object keeps it (the document keeps it whole).
+MAX_OBJECT_REASON = 160
 # History: the hot path's transitions (the first claim, the submission, the joined outcome) keep only their times on
 # the object item (`created_at`, `submitted_at`, `status_at`); every other transition also writes one small item of its
 # own (`sk = H#<time>#<status>`), so the object item stays the same small size whatever happened to it.
@@ -248,8 +261,8 @@ class DocumentLedger:
     def _history_key(object_id: str, at: str, status: str) -> dict[str, Any]:
         return {"pk": {"S": f"OBJ#{object_id}"}, "sk": {"S": f"{HISTORY_PREFIX}{at}#{status}"}}
 
-    @staticmethod
     def _transition(
+        self,
         e: Expression,
         status: Status,
         reason: str,
@@ -259,10 +272,18 @@ class DocumentLedger:
         clauses: list[str] | None = None,
         remove: tuple[str, ...] = (),
     ) -> str:
-        """The update expression that moves an object item to `status`: its reason and times, `extra`, and its place in
-        the `by_open` index. A move within IN_FLIGHT (the submission) keeps the entry as it is: no index write."""
-        sets = e.transition(status, reason, now, extra, keep_first) + (clauses or [])
-        removed = list(remove)
+        """The update expression that moves an object item to `status`: its reason and times, `extra`, its expiry, and
+        its place in the `by_open` index. A move within IN_FLIGHT (the submission) keeps the entry: no index write.
+
+        The expiry is the new status's own (`_object_expiry`): set, or removed, never kept from an earlier state, so an
+        item that goes back to an open state can never carry a TTL. A person's approval to send again belongs to the
+        state it was given in: any move out of DUPLICATE or NEEDS_REVIEW takes it off.
+        """
+        expiry = self._object_expiry(status)
+        sets = e.transition(status, reason, now, {**extra, "expires_at": expiry}, keep_first) + (clauses or [])
+        removed = list(dict.fromkeys([*remove, *(() if expiry is not None else ("expires_at",))]))
+        if status not in RESENDABLE and RESEND_APPROVED not in removed:
+            removed.append(RESEND_APPROVED)
         state = OPEN_STATE.get(status)
         if state is None:
             removed += _INDEX_KEYS
@@ -480,7 +501,7 @@ class DocumentLedger:
             status,
             reason,
             now,
-            {"expires_at": self._object_expiry(status), **_ref_attributes(ref), **attrs},
+            {**_ref_attributes(ref), **attrs},
             keep_first={"created_at": now},
             clauses=clauses,
             remove=remove,
@@ -491,7 +512,7 @@ class DocumentLedger:
             self._note_history(ref.object_id, now, status, reason, **({"by": by} if by else {}))
         return written
 
-    def record_submission(self, ref: ObjectRef, token: str, document_id: str, job_id: str | None = None) -> None:
+    def record_submission(self, ref: ObjectRef, token: str, document_id: str, job_id: str | None = None) -> bool:
         """Cobalt accepted the upload: SUBMITTED with its document id, then the Cobalt document linked to the object.
 
         Two single writes, not a transaction (which DynamoDB bills twice per item): the object's, conditional on the
@@ -500,6 +521,7 @@ class DocumentLedger:
         been marked NEEDS_REVIEW): a document id Cobalt returned is never dropped. Only the claim holder can write it,
         and a retry of a write that was applied (its answer lost) finds its own document id and goes on to the link.
         If the link fails, the object is SUBMITTED all the same and the reconciler links it (`link_document`).
+        Returns False when the document names another object already (a conflict the caller reports).
         """
         now = now_iso()
         e = Expression()
@@ -513,8 +535,7 @@ class DocumentLedger:
         )
         # Still this claim's, or given up on while its POST was out (a lapsed lease's review, even one a person
         # dismissed): Cobalt has the document, so the object says so.
-        held = ", ".join(e.v(s.value) for s in (Status.RECEIVED, Status.NEEDS_REVIEW, Status.DISMISSED))
-        condition = f"{e.n('claim_token')} = {e.v(token)} AND {e.n('status')} IN ({held})"
+        condition = self._unrecorded_sender(e, token)
         try:
             answer = self._update_both_ways(self._object_key(ref.object_id), e.kwargs(update, condition))
         except ClientError as exc:
@@ -528,11 +549,15 @@ class DocumentLedger:
             previous = (plain(answer.get("Attributes")) or {}).get("status")
             if previous != Status.RECEIVED.value:  # e.g. over a NEEDS_REVIEW its lapsed lease left: not the hot path
                 self._note_history(ref.object_id, now, Status.SUBMITTED, SUBMITTED_REASON, previous=previous)
-        self.link_document(ref, document_id)
+        return self.link_document(ref, document_id)
 
-    def link_document(self, ref: ObjectRef, document_id: str) -> None:
-        """The Cobalt document names the object it came from (idempotent). An outcome already on it is then joined by
-        the stream; a foreign mark, expiry or unjoined entry made before this link is taken off: it is DocDrop's."""
+    def link_document(self, ref: ObjectRef, document_id: str) -> bool:
+        """The Cobalt document names the object it came from. An outcome already on it is then joined by the stream; a
+        foreign mark, expiry or unjoined entry made before this link is taken off: it is DocDrop's.
+
+        The first object wins: a repeat by the same object is a no-op success, and a document that names another object
+        already is left as it is and answered False (a conflict, for the caller to report: never overwritten).
+        """
         now = now_iso()
         e = Expression()
         sets = e.assign(
@@ -540,15 +565,10 @@ class DocumentLedger:
             keep_first={"submitted_at": now},
         )
         removed = ", ".join(e.n(a) for a in ("foreign_at", "expires_at", UNJOINED))
-        try:
-            self._call(
-                "update_item",
-                TableName=self._table,
-                Key=self._document_key(document_id),
-                **e.kwargs("SET " + ", ".join(sets) + " REMOVE " + removed),
-            )
-        except ClientError as exc:
-            raise _failure(exc, "document link") from exc
+        mine = f"attribute_not_exists({e.n('object_id')}) OR {e.n('object_id')} = {e.v(ref.object_id)}"
+        return self._conditional_update(
+            self._document_key(document_id), e, "SET " + ", ".join(sets) + " REMOVE " + removed, mine
+        )
 
     # ----- Cobalt outcomes (the webhook's hot path: one call) ---------------------------------------------------
     def record_outcome(self, event: OutcomeEvent) -> bool:
@@ -559,7 +579,8 @@ class DocumentLedger:
         joins it (`mark_unjoined` lists it meanwhile). It touches no index: the hot path's one write is one write unit.
         """
         now = now_iso()
-        reason = event.failure_reason if event.outcome is Status.FAILED else "Filed in the EMR"
+        said = event.failure_reason or " ".join(r.get("description", "") for r in event.reasons).strip()
+        reason = said if event.outcome is Status.FAILED else "Filed in the EMR"
         e = Expression()
         sets = e.assign(
             {"document_id": event.document_id},
@@ -581,8 +602,9 @@ class DocumentLedger:
                     "created": event.created,
                     "received_at": now,
                     "attempt": event.attempt,
-                    "failure_reason": event.failure_reason,
-                    "reasons": [dict(r) for r in event.reasons] or None,
+                    # Cobalt's reason text is kept once, as `outcome_reason` (it may be 1,000 characters): the events
+                    # keep its codes only.
+                    "reason_codes": [r["code"] for r in event.reasons if r.get("code")] or None,
                     "job_id": event.job_id,
                     "access_token_reference_id": event.access_token_reference_id,
                     "source": event.source,
@@ -620,28 +642,82 @@ class DocumentLedger:
     def record_login_required(self, reference_id: str, event_id: str, created: str, message: str | None) -> bool:
         """`access_token.login_required` for one account link, in one call; False for a repeated event id."""
         now = now_iso()
-        e = Expression()
-        sets = e.assign(
-            {
-                "status": "LOGIN_REQUIRED",
-                "reason": "Cobalt reports the EHR login behind this access token stopped working; re-link it",
-                "status_at": now,
-                "updated_at": now,
-                "access_token_reference_id": reference_id,
-            }
-        )
-        sets.append(e.append("history", {"at": now, "event_id": event_id, "created": created, "message": message}))
-        return self._record_event_once(self._link_key(reference_id), e, sets, event_id)
+        link = {
+            "status": "LOGIN_REQUIRED",
+            "reason": "Cobalt reports the EHR login behind this access token stopped working; re-link it",
+            "status_at": now,
+            "updated_at": now,
+            "access_token_reference_id": reference_id,
+        }
+        return self._record_link_event(reference_id, event_id, link, {"created": created, "message": message})
 
     def record_password_warning(self, reference_id: str, event_id: str, created: str, message: str | None) -> bool:
-        """`access_token.password_change_warning`: kept in the link's history (shown by `docdrop accounts`); the link
+        """`access_token.password_change_warning`: the link's latest warning (shown by `docdrop accounts`); the link
         still works, so its status does not change. False for a repeated event id."""
         now = now_iso()
+        link = {"updated_at": now, "access_token_reference_id": reference_id, "password_warning_at": now}
+        entry = {"created": created, "message": message, "warning": True}
+        return self._record_link_event(reference_id, event_id, link, entry)
+
+    def _record_link_event(
+        self, reference_id: str, event_id: str, link: Mapping[str, Any], entry: Mapping[str, Any]
+    ) -> bool:
+        """One account-link event: the link item's few fields, and the event as a small item of its own (`EVT#<id>`,
+        which expires), in one transaction of two UpdateItems; False when that event id was recorded before.
+
+        The link item never grows: a weekend of login_required answers adds items that expire, never list entries to
+        an item that DynamoDB would refuse past 400 KB (and the lists older items kept are dropped here).
+        """
+        now = now_iso()
         e = Expression()
-        sets = e.assign({"updated_at": now, "access_token_reference_id": reference_id, "password_warning_at": now})
-        entry = {"at": now, "event_id": event_id, "created": created, "message": message, "warning": True}
-        sets.append(e.append("history", entry))
-        return self._record_event_once(self._link_key(reference_id), e, sets, event_id)
+        update = "SET " + ", ".join(e.assign(link)) + " REMOVE " + ", ".join(map(e.n, ("history", "event_ids")))
+        v = Expression()
+        message = entry.get("message")
+        values = {
+            **entry,
+            "message": str(message)[:MAX_LINK_MESSAGE] if message else None,
+            "at": now,
+            "event_id": event_id,
+            "expires_at": int((datetime.now(UTC) + LINK_EVENT_RETENTION).timestamp()),
+        }
+        try:
+            self._call(
+                "transact_write_items",
+                TransactItems=[
+                    {"Update": {"TableName": self._table, "Key": self._link_key(reference_id), **e.kwargs(update)}},
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": {
+                                "pk": {"S": f"TOKEN#{reference_id}"},
+                                "sk": {"S": f"{LINK_EVENT_PREFIX}{event_id}"},
+                            },
+                            **v.kwargs("SET " + ", ".join(v.assign(values)), f"attribute_not_exists({v.n('pk')})"),
+                        }
+                    },
+                ],
+            )
+        except ClientError as exc:
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons") or []]
+            if exc.response["Error"]["Code"] == "TransactionCanceledException" and reasons[1:2] == [
+                "ConditionalCheckFailed"
+            ]:
+                return False
+            raise _failure(exc, "account link write") from exc
+        return True
+
+    def link_events(self, reference_id: str) -> list[dict[str, Any]]:
+        """The account link's recorded events (login_required, warnings, re-links) still kept, oldest first."""
+        e = Expression()
+        query = {
+            "TableName": self._table,
+            "KeyConditionExpression": f"{e.n('pk')} = {e.v(f'TOKEN#{reference_id}')} AND begins_with({e.n('sk')}, "
+            f"{e.v(LINK_EVENT_PREFIX)})",
+            "ExpressionAttributeNames": e.names,
+            "ExpressionAttributeValues": item_values(e.values),
+        }
+        found = [{k: v for k, v in i.items() if k not in ("pk", "sk")} for i in self._items("query", query)]
+        return sorted(found, key=lambda i: str(i.get("at")))
 
     def mark_link_resent(self, reference_id: str, relinked_at: str) -> None:
         """The account's BLOCKED objects from before `relinked_at` were sent again: not again for this re-link."""
@@ -658,20 +734,14 @@ class DocumentLedger:
     def record_relink(self, reference_id: str, by: str) -> None:
         """A person says the account's EHR link works again (`docdrop accounts relink`), or a call through it passed."""
         now = now_iso()
-        e = Expression()
-        sets = e.assign(
-            {
-                "status": "LINKED",
-                "reason": f"Re-linked ({by})",
-                "status_at": now,
-                "updated_at": now,
-                "access_token_reference_id": reference_id,
-            }
-        )
-        sets.append(e.append("history", {"at": now, "relinked_by": by}))
-        self._call(
-            "update_item", TableName=self._table, Key=self._link_key(reference_id), **e.kwargs("SET " + ", ".join(sets))
-        )
+        link = {
+            "status": "LINKED",
+            "reason": f"Re-linked ({by})",
+            "status_at": now,
+            "updated_at": now,
+            "access_token_reference_id": reference_id,
+        }
+        self._record_link_event(reference_id, f"relink:{now}", link, {"relinked_by": by})
 
     # ----- reading ----------------------------------------------------------------------------------------------
     def get_document(self, document_id: str) -> dict[str, Any] | None:
@@ -929,7 +999,7 @@ class DocumentLedger:
         already carries the mark, and the retry is known as its own success, not someone else's.
         """
         outcome = Status(document["outcome"])
-        reason = str(document.get("outcome_reason") or outcome.value)
+        reason = _joined_reason(outcome, str(document.get("outcome_reason") or outcome.value), document)
         now = now_iso()
         e = Expression()
         update = self._transition(
@@ -937,11 +1007,7 @@ class DocumentLedger:
             outcome,
             reason,
             now,
-            {
-                "joined_mark": mark,
-                "document_id": str(document["document_id"]),
-                "expires_at": self._object_expiry(outcome),
-            },
+            {"joined_mark": mark, "document_id": str(document["document_id"])},
         )
         open_states = f"{e.v(Status.SUBMITTED.value)}, {e.v(Status.STALE.value)}"
         condition = (
@@ -969,8 +1035,9 @@ class DocumentLedger:
 
     @staticmethod
     def _unrecorded_sender(e: Expression, token: str) -> str:
-        """Condition: the object is still held (or given up for review) by the claim whose upload Cobalt accepted."""
-        held = f"{e.v(Status.RECEIVED.value)}, {e.v(Status.NEEDS_REVIEW.value)}"
+        """Condition: the object is still held (or given up on: SENT_BY_CLAIM) by the claim whose upload Cobalt
+        accepted."""
+        held = ", ".join(e.v(s.value) for s in SENT_BY_CLAIM)
         return f"({e.n('claim_token')} = {e.v(token)} AND {e.n('status')} IN ({held}))"
 
     def _update_object_and_document(
@@ -1001,9 +1068,16 @@ class DocumentLedger:
         """Cobalt documents whose submission `remember_submission` kept, not yet recorded on their object."""
         return self._index_items("by_unjoined_outcome", UNJOINED, "outcome_at", UNRECORDED, None, None, False)
 
+    def kept_submission(self, object_id: str) -> dict[str, Any] | None:
+        """The Cobalt document `remember_submission` kept for this object and not yet recorded on it, if any: a version
+        Cobalt accepted, whose own write failed. Such a version must never be sent again."""
+        return next((d for d in self.unrecorded_submissions() if d.get("object_id") == object_id), None)
+
     def record_late_submission(self, document: Mapping[str, Any]) -> bool:
-        """The object whose submission was kept by `remember_submission` becomes SUBMITTED with its document id; the
-        document leaves the UNRECORDED index. True when the object moved; False when it had moved on already."""
+        """The object whose submission was kept by `remember_submission` becomes SUBMITTED with its document id (from
+        any state its claim may be in: SENT_BY_CLAIM); the document leaves the UNRECORDED index once its object names
+        it. True when the object moved; False when it had moved on already, or is in a state that cannot take it (the
+        document then stays listed as UNRECORDED, never dropped)."""
         now = now_iso()
         reason = "Accepted by Cobalt (recorded late: the upload's own write failed); waiting for the EMR's outcome"
         e = Expression()
@@ -1020,6 +1094,8 @@ class DocumentLedger:
         )
         if moved:
             self._note_history(object_id, now, Status.SUBMITTED, reason)
+        elif (self.get_object_by_id(object_id) or {}).get("document_id") != str(document["document_id"]):
+            return False  # the object holds no record of this document: kept in the index, for a person to see
         d = Expression()
         self._conditional_update(
             self._document_key(str(document["document_id"])),
@@ -1097,15 +1173,22 @@ class DocumentLedger:
         and its reason says so and how to redrive."""
         return self._transition_from(item, Status.PENDING_RETRY, reason, {"dead_lettered_at": now_iso()})
 
+    def note_dead_letter_expired(self, item: Mapping[str, Any], reason: str) -> bool:
+        """PENDING_RETRY whose dead-lettered message has expired from the queue: it stays PENDING_RETRY (only a person's
+        `docdrop retry` sends it now), and its reason says so."""
+        return self._transition_from(item, Status.PENDING_RETRY, reason, {"dead_letter_expired_at": now_iso()})
+
     # ----- identical documents (same file, patient and folder) -------------------------------------------------
     def hold_fingerprint(
-        self, fingerprint: str, ref: ObjectRef, window: timedelta, force: bool = False
+        self, fingerprint: str, ref: ObjectRef, window: timedelta, replacing: Mapping[str, Any] | None = None
     ) -> dict[str, Any] | None:
         """Hold a keyed fingerprint of (file, patient, folder) for this object version for `window`.
 
-        Returns None when it is held for this version now; else the version that sent the same within the window.
-        `force` holds it whatever (a producer's allow_duplicate, a person's resend). One conditional UpdateItem, so two
-        identical versions racing each other cannot both pass.
+        Returns None when it is held for this version now; else the version that holds it (it sent the same within the
+        window). With `replacing` (the holder as a caller read it: one that was never filed, a producer's
+        allow_duplicate, a person's resend), it takes the fingerprint over from that holder only, as it was read. Always
+        one conditional UpdateItem, so two identical versions racing each other, even past a holder they both may
+        replace, cannot both pass.
         """
         now = datetime.now(UTC)
         e = Expression()
@@ -1116,13 +1199,12 @@ class DocumentLedger:
                 "expires_at": int((now + window + timedelta(days=1)).timestamp()),  # useless after the window
             }
         )
-        condition = None
-        if not force:  # (placeholders only for what the expression uses: DynamoDB refuses unused ones)
-            window_start = e.v((now - window).isoformat(timespec="microseconds"))
-            condition = (
-                f"attribute_not_exists({e.n('pk')}) OR {e.n('held_at')} < {window_start}"
-                f" OR {e.n('object_id')} = {e.v(ref.object_id)}"
-            )
+        free = f"attribute_not_exists({e.n('pk')}) OR {e.n('object_id')} = {e.v(ref.object_id)}"
+        if replacing is None:  # (placeholders only for what the expression uses: DynamoDB refuses unused ones)
+            condition = f"{free} OR {e.n('held_at')} < {e.v((now - window).isoformat(timespec='microseconds'))}"
+        else:
+            holder, held_at = e.v(str(replacing.get("object_id"))), e.v(str(replacing.get("held_at")))
+            condition = f"{free} OR ({e.n('object_id')} = {holder} AND {e.n('held_at')} = {held_at})"
         try:
             self._call(
                 "update_item",
@@ -1149,7 +1231,7 @@ class DocumentLedger:
             outcome,
             reason,
             now,
-            {"document_id": str(document["document_id"]), "decided_by": decided_by, "expires_at": None},
+            {"document_id": str(document["document_id"]), "decided_by": decided_by},
         )
         obj_condition = (
             f"{obj.n('status')} = {obj.v(Status.NEEDS_REVIEW.value)} AND "
@@ -1165,7 +1247,9 @@ class DocumentLedger:
             + " REMOVE "
             + ", ".join(doc.n(a) for a in (UNJOINED, "foreign_at", "expires_at"))
         )
-        doc_condition = f"attribute_not_exists({doc.n('object_id')})"
+        doc_condition = (  # nobody's, or this object's own (a submission kept when its record failed)
+            f"attribute_not_exists({doc.n('object_id')}) OR {doc.n('object_id')} = {doc.v(ref.object_id)}"
+        )
         try:
             self._update_object_and_document(
                 ref.object_id,
@@ -1266,12 +1350,13 @@ class DocumentLedger:
         threshold: int,
         cool_down: timedelta,
         hold_until: datetime | None,
+        probe: bool = False,
     ) -> dict[str, Any]:
         """One unavailable answer: counted (afresh when the last was longer than `window` ago); at `threshold` the
         breaker opens for `cool_down`. Small updates whose races are harmless: a count off by one opens it a call
-        later or sooner."""
+        later or sooner. The `probe`'s own answer ends its lease, so the next caller may find out."""
         moment = now.isoformat(timespec="microseconds")
-        noted = {"last_failure_at": moment}
+        noted = {"last_failure_at": moment, **({"probe_until": moment} if probe else {})}
         if hold_until is not None:
             noted["hold_until"] = hold_until.isoformat(timespec="microseconds")
         e = Expression()
@@ -1319,8 +1404,9 @@ class DocumentLedger:
         )
         return self._conditional_update(self._breaker_key(account), e, "SET " + ", ".join(sets), condition)
 
-    def close_breaker(self, account: str) -> None:
-        """Cobalt answered: the breaker forgets its failures (an UpdateItem: the uploader may not delete items)."""
+    def close_breaker(self, account: str, warm_until: datetime | None = None) -> dict[str, Any]:
+        """Cobalt answered: the breaker forgets its failures and its probe (an UpdateItem: the uploader may not delete
+        items), and Cobalt is known to answer until `warm_until`. The item as it now stands."""
         e = Expression()
         names = (
             "failures",
@@ -1331,11 +1417,27 @@ class DocumentLedger:
             "hold_until",
             "cool_down_seconds",
         )
-        self._update_breaker(account, e, "REMOVE " + ", ".join(e.n(name) for name in names))
+        update = "REMOVE " + ", ".join(e.n(name) for name in names)
+        if warm_until is not None:
+            update = (
+                "SET "
+                + ", ".join(e.assign({"warm_until": warm_until.isoformat(timespec="microseconds")}))
+                + " "
+                + update
+            )
+        return self._update_breaker(account, e, update)
 
     @staticmethod
     def _run_key(name: str) -> dict[str, Any]:
         return {"pk": {"S": f"RUN#{name}"}, "sk": {"S": "RUN"}}
+
+
+def _joined_reason(outcome: Status, said: str, document: Mapping[str, Any]) -> str:
+    """The reason an object takes from its outcome: Cobalt's own text stays once, on the document (`lookup` shows it
+    whole); the object keeps its start, so a 1,000-character refusal costs no second write unit on the object too."""
+    if outcome is not Status.FAILED or len(said) <= MAX_OBJECT_REASON:
+        return said
+    return f"{said[: MAX_OBJECT_REASON - 60].rstrip()}… (whole: docdrop status --document-id {document['document_id']})"
 
 
 def items_within(
@@ -1373,6 +1475,8 @@ def _view(
         status in (None, Status.SUBMITTED.value, Status.STALE.value, Status.NEEDS_REVIEW.value)
     ):
         status, reason = document["outcome"], document.get("outcome_reason")
+    elif status == Status.FAILED.value and obj.get("joined_mark") and document.get("outcome_reason"):  # its start
+        reason = document["outcome_reason"]
     return DocumentView(
         status=str(status or Status.SUBMITTED.value),
         reason=reason,

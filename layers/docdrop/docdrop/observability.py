@@ -63,6 +63,11 @@ class MetricName(StrEnum):
     OPEN_SUBMITTED_PAST_GRACE = "OpenSubmittedPastGrace"
     OLDEST_SUBMITTED_SECONDS = "OldestSubmittedSeconds"
     RECONCILER_INCOMPLETE = "ReconcilerIncomplete"
+    # A Cobalt document id returned for one object that the ledger links to another already: never overwritten.
+    DOCUMENT_LINK_CONFLICTS = "DocumentLinkConflicts"
+    OLDEST_REVIEW_SECONDS = "OldestReviewSeconds"  # past the review horizon (7 days), only a person can settle it
+    # PENDING_RETRY whose message the dead-letter queue no longer keeps: a redrive finds nothing; docdrop retry sends it
+    DEAD_LETTERED_MESSAGES_EXPIRED = "DeadLetteredMessagesExpired"
 
 
 def build_logger(service: str) -> Logger:

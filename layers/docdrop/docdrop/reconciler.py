@@ -64,6 +64,7 @@ class Deadlines:
     tag_wait: timedelta
     retry_horizon: timedelta
     foreign_retention: timedelta
+    dlq_retention: timedelta = timedelta(days=14)
 
     @classmethod
     def from_settings(cls, settings: ReconcilerSettings) -> Deadlines:
@@ -73,6 +74,7 @@ class Deadlines:
             tag_wait=timedelta(hours=settings.tag_wait_hours),
             retry_horizon=timedelta(minutes=settings.retry_horizon_minutes),
             foreign_retention=timedelta(days=settings.foreign_retention_days),
+            dlq_retention=timedelta(days=settings.dlq_retention_days),
         )
 
     @classmethod
@@ -98,6 +100,7 @@ class PassReport:
     tag_waits_expired: int = 0
     interrupted: int = 0
     dead_lettered: int = 0
+    dead_letter_expired: int = 0  # of those, whose message the dead-letter queue no longer holds: docdrop retry
     foreign: int = 0
     open_submitted_past_grace: int = 0
     open_objects: dict[str, int] = dataclasses.field(default_factory=dict)
@@ -105,6 +108,7 @@ class PassReport:
     foreign_unknown_account: int = 0  # of those, outcomes for an access token no account in the secret holds
     relinked_resent: int = 0  # BLOCKED objects sent again because their account's link works again
     cobalt_circuit_open_seconds: float = 0.0  # the longest-open breaker on Cobalt (docdrop.breaker)
+    oldest_review_seconds: float = 0.0  # the oldest NEEDS_REVIEW: past REVIEW_HORIZON no evidence can settle it
     open_items_indexed: int = 0  # open items of an older ledger put into the `by_open` index (once per table)
 
     def to_dict(self) -> dict[str, Any]:
@@ -277,9 +281,15 @@ class Reconciler:
         for document_id, document in self._ledger.get_documents(list(wanted)).items():
             if not document.get("outcome"):
                 continue
-            if not document.get("object_id"):  # the upload's link write failed; its object names the document
-                ref = self._ledger.item_ref(wanted[document_id])
-                self._ledger.link_document(ref, document_id)
+            ref = self._ledger.item_ref(wanted[document_id])
+            if document.get("object_id") != ref.object_id:  # the upload's link write failed, or a conflict
+                if not self._ledger.link_document(ref, document_id):
+                    self.logger.error(
+                        "Cobalt's document id is linked to another object already: a person must check both",
+                        extra={"object_id": ref.object_id, "document_id": document_id},
+                    )
+                    self._metrics.add_metric(MetricName.DOCUMENT_LINK_CONFLICTS, "Count", 1)
+                    continue  # left SUBMITTED: it goes STALE by its deadline, for a person
                 document = {**document, "object_id": ref.object_id}
             result = self._joiner.join(document, mark=f"reconciler:{owner}:{document_id}")
             joined += result is JoinResult.JOINED
@@ -436,10 +446,20 @@ class Reconciler:
             "Once Cobalt answers again, redrive it: docdrop redrive (or aws sqs start-message-move-task --source-arn "
             "<that queue's ARN>)"
         )
+        expired_before = (self._clock() - self._deadlines.dlq_retention).isoformat(timespec="microseconds")
         for item in self._ledger.open_items(Status.PENDING_RETRY):
             overdue = _parse(str(item["status_at"])) <= cutoff
             noted = bool(item.get("dead_lettered_at")) or (overdue and self._ledger.note_dead_lettered(item, reason))
             report.dead_lettered += noted
+            if item.get("dead_letter_expired_at"):
+                report.dead_letter_expired += 1  # still counted while it waits: the alarm holds
+            elif item.get("dead_lettered_at") and str(item["dead_lettered_at"]) <= expired_before:
+                expired = (
+                    f"Cobalt stayed unavailable for MaxRetryHours, and this object's message has since expired from "
+                    f"the dead-letter queue (kept {_hours(self._deadlines.dlq_retention)}): a redrive finds nothing. "
+                    f"Send it again with: docdrop retry --object {item['object_id']}"
+                )
+                report.dead_letter_expired += self._ledger.note_dead_letter_expired(item, expired)
 
     # ----- BLOCKED objects of an account whose link works again ------------------------------------------------------
     def _relinked(self, report: PassReport, deadline: Deadline, state: dict[str, Any], owner: str) -> None:
@@ -474,11 +494,12 @@ class Reconciler:
         self._review_fingerprints = {str(r["evidence_fingerprint"]) for r in reviews if r.get("evidence_fingerprint")}
         if not self._review_fingerprints:
             return
-        found_all = candidates_for(reviews, self._review_documents(now))
+        in_flight = self._in_flight_items()
+        found_all = candidates_for(reviews, self._review_documents(now), in_flight)
         lonely = self._reviews_without_candidates(found_all, now)
         if lonely and self._fingerprint_key is not None:  # their webhooks may have been lost too: ask the log
             self._search_event_log({}, set(), state, deadline, report, reviews=lonely)
-            found_all = candidates_for(reviews, self._review_documents(now))
+            found_all = candidates_for(reviews, self._review_documents(now), in_flight)
         for found in found_all:
             if not found.unique or deadline.remaining() < RESERVE_SECONDS:
                 continue
@@ -504,8 +525,9 @@ class Reconciler:
         report.reviews_open -= report.reviews_resolved
 
     def _review_documents(self, now: datetime) -> list[dict[str, Any]]:
-        """Unknown documents with an open review's fingerprint: the candidates."""
-        documents = self._ledger.unjoined_documents(before=now)
+        """Unknown documents with an open review's fingerprint, listed for the outcome grace at least: the candidates.
+        (The grace gives an upload whose answer is on its way the time to link its own document first.)"""
+        documents = self._ledger.unjoined_documents(before=now - self._deadlines.outcome_grace)
         return [d for d in documents if d.get("evidence_fingerprint") in self._review_fingerprints]
 
     def _reviews_without_candidates(self, found: list[Candidates], now: datetime) -> dict[str, datetime]:
@@ -551,6 +573,10 @@ class Reconciler:
         for account in self._accounts().names:  # the longest-open breaker of any account
             seconds = CobaltBreaker(self._ledger, account=account, clock=self._clock).open_seconds()
             report.cobalt_circuit_open_seconds = max(report.cobalt_circuit_open_seconds, seconds)
+        # Reviews wait for a person; one older than the review horizon is past any evidence's help: its age alarms.
+        (_, oldest_review) = self._ledger.count_open([Status.NEEDS_REVIEW])[Status.NEEDS_REVIEW]
+        if oldest_review:
+            report.oldest_review_seconds = max(0.0, (now - _parse(oldest_review)).total_seconds())
 
     def _count(self, report: PassReport) -> None:
         if not report.ran:
@@ -564,6 +590,7 @@ class Reconciler:
             (MetricName.TAG_WAITS_EXPIRED, report.tag_waits_expired),
             (MetricName.INTERRUPTED_CLAIMS, report.interrupted),
             (MetricName.PENDING_RETRY_DEAD_LETTERED, report.dead_lettered),
+            (MetricName.DEAD_LETTERED_MESSAGES_EXPIRED, report.dead_letter_expired),
             (MetricName.FOREIGN_OUTCOMES, report.foreign),
             (MetricName.OUTCOMES_OF_UNKNOWN_ACCOUNTS, report.foreign_unknown_account),
             (MetricName.OPEN_OBJECTS, sum(report.open_objects.values())),
@@ -578,3 +605,4 @@ class Reconciler:
         ages = report.oldest_open_seconds
         self._metrics.add_metric(MetricName.OLDEST_OPEN_SECONDS, "Seconds", max(ages.values(), default=0.0))
         self._metrics.add_metric(MetricName.OLDEST_SUBMITTED_SECONDS, "Seconds", ages.get(Status.SUBMITTED.value, 0.0))
+        self._metrics.add_metric(MetricName.OLDEST_REVIEW_SECONDS, "Seconds", report.oldest_review_seconds)

@@ -54,10 +54,26 @@ class Candidates:
     why_not: str | None  # for a person, when not unique
 
 
-def candidates_for(reviews: Iterable[Mapping[str, Any]], documents: Iterable[Mapping[str, Any]]) -> list[Candidates]:
-    """Each review with evidence, and its candidates; `unique` only when each side has exactly one."""
+def candidates_for(
+    reviews: Iterable[Mapping[str, Any]],
+    documents: Iterable[Mapping[str, Any]],
+    in_flight: Iterable[Mapping[str, Any]] = (),
+) -> list[Candidates]:
+    """Each review with evidence, and its candidates; `unique` only when each side has exactly one.
+
+    `in_flight` (object items RECEIVED or SUBMITTED) are rivals too: a document one of them names is no candidate, and
+    an upload of the same patient and folder still in flight (its answer not yet recorded) may be the document's
+    sender, so no review is matched to it automatically while it is.
+    """
+    in_flight = list(in_flight)
+    named = {str(i["document_id"]) for i in in_flight if i.get("document_id")}
+    sending = {str(i.get("evidence_fingerprint")) for i in in_flight if not i.get("document_id")}
     usable = [(r, w) for r in reviews if r.get("evidence_fingerprint") and (w := Window.of(r)) is not None]
-    unknown = [d for d in documents if d.get("evidence_fingerprint") and not d.get("object_id")]
+    unknown = [
+        d
+        for d in documents
+        if d.get("evidence_fingerprint") and not d.get("object_id") and str(d.get("document_id")) not in named
+    ]
 
     def fits(review: Mapping[str, Any], window: Window, document: Mapping[str, Any]) -> bool:
         return document["evidence_fingerprint"] == review["evidence_fingerprint"] and window.holds(document)
@@ -73,5 +89,7 @@ def candidates_for(reviews: Iterable[Mapping[str, Any]], documents: Iterable[Map
             continue
         rivals = [r for r, w in usable if r is not review and fits(r, w, matches[0])]
         why = f"the document also fits {len(rivals)} other attempt(s)" if rivals else None
-        found.append(Candidates(review, matches, not rivals, why))
+        if not rivals and review["evidence_fingerprint"] in sending:
+            why = "an upload of the same patient and folder is still in flight: it may be that upload's document"
+        found.append(Candidates(review, matches, why is None, why))
     return found

@@ -127,6 +127,9 @@ class ReconcilerSettings:
     retry_horizon_minutes: float = 70.0  # the longest wait between tries (60 min), and a margin
     ingest_queue_url: str = ""  # where a re-linked account's BLOCKED objects are sent again
     foreign_retention_days: float = 7.0
+    # How long the ingest dead-letter queue keeps a message (its MessageRetentionPeriod): past it, a redrive finds
+    # nothing, and a dead-lettered PENDING_RETRY is sent again by `docdrop retry` instead.
+    dlq_retention_days: float = 14.0
     dead_letter_queue_arn: str = ""
     fingerprint_key_secret: str = ""  # optional: reviews are then matched to webhooks only, not to the event log
     connect_timeout_seconds: float = 3.05
@@ -142,6 +145,7 @@ class ReconcilerSettings:
             ("tag_wait_hours", "TAG_WAIT_HOURS"),
             ("retry_horizon_minutes", "RETRY_HORIZON_MINUTES"),
             ("foreign_retention_days", "FOREIGN_RETENTION_DAYS"),
+            ("dlq_retention_days", "DLQ_RETENTION_DAYS"),
             ("connect_timeout_seconds", "COBALT_CONNECT_TIMEOUT"),
             ("read_timeout_seconds", "COBALT_READ_TIMEOUT"),
         ):

@@ -34,6 +34,7 @@ from docdrop.ledger import (
     CLAIMABLE,
     INTERRUPTED_REASON,
     RESEND_APPROVED,
+    RESENDABLE,
     TAGS_EXPIRED,
     Claim,
     DocumentLedger,
@@ -297,10 +298,16 @@ class DocumentUploader:
         fingerprint = document_fingerprint(self._fingerprint_key(), fields.patient_mrn, fields.folder_name, digest)
         force = decision.allow_duplicate or claim.resend_approved
         try:
-            holder = self._ledger.hold_fingerprint(fingerprint, ref, self._duplicate_window, force=force)
-            if holder is not None and self._never_filed(holder):
-                # The version it repeats was refused (say, for a staff id fixed since): this one is not a second copy.
-                holder = self._ledger.hold_fingerprint(fingerprint, ref, self._duplicate_window, force=True)
+            holder = self._ledger.hold_fingerprint(fingerprint, ref, self._duplicate_window)
+            # Taken over only from the holder as read: sent anyway (a producer's or a person's say), or one whose
+            # version was refused (say, for a staff id fixed since), so this one is not a second copy. Another version
+            # racing past the same holder then finds this one holding it.
+            for _ in range(3):
+                if holder is None or not (force or self._never_filed(holder)):
+                    break
+                holder = self._ledger.hold_fingerprint(fingerprint, ref, self._duplicate_window, replacing=holder)
+            if holder is not None and force:
+                raise LedgerError("the fingerprint kept changing hands")
         except (LedgerError, ClientError) as exc:
             self._record(ref, claim.token, Status.PENDING_RETRY, "Could not check for an identical document; retried")
             raise RetryLater(f"object {ref.object_id}: fingerprint not checked") from exc
@@ -399,9 +406,17 @@ class DocumentUploader:
         """What an existing ledger item means for this event: None to go on, else the result (duplicate, review...)."""
         if current is None or current.get("status") in CLAIMABLE or current.get(TAGS_EXPIRED):
             return None  # new, resumable, or refused only because its tags never came (they may have come now)
-        if current.get(RESEND_APPROVED):
-            return None  # a DUPLICATE or NEEDS_REVIEW a person approved for sending, once
         status = Status(current["status"])
+        if current.get(RESEND_APPROVED) and status in RESENDABLE:  # a person approved sending it, once
+            kept = self._ledger.kept_submission(ref.object_id) if status is Status.NEEDS_REVIEW else None
+            if kept is None:
+                return None
+            # Cobalt accepted this version already (its own write failed): recorded, never sent a second time.
+            self._ledger.record_late_submission(kept)
+            self.logger.warning(
+                "a resend found the version accepted by Cobalt already", extra={"object_id": ref.object_id}
+            )
+            return ObjectResult(ref.object_id, Status.SUBMITTED, metrics=(_count(MetricName.DUPLICATE_EVENTS),))
         if status is Status.RECEIVED:
             if str(current.get("lease_until", "")) >= datetime.now(UTC).isoformat(timespec="microseconds"):
                 raise RetryLater(f"object {ref.object_id}: another invocation holds its claim")
@@ -449,6 +464,8 @@ class DocumentUploader:
         breaker = self._breaker(account)
         while True:
             permission = breaker.before_call() if breaker is not None else Permission()
+            if permission.wait and breaker is not None:  # another upload is finding out whether Cobalt answers
+                permission = breaker.wait_for_warmth(deadline.remaining() - self._attempt_floor())
             if permission.defer_seconds > 0:  # Cobalt is down or asked to wait: not called, the queue holds it
                 metrics.append(_count(MetricName.COBALT_CALLS_DEFERRED))
                 return self._retry_later(
@@ -466,7 +483,13 @@ class DocumentUploader:
                 self._link_works(account)
             if breaker is not None and answer.status_code != 401:
                 throttled = answer.retry_after_seconds if answer.status_code == 429 else None
-                breaker.after_call(answer.verdict is Verdict.RETRY, throttled, probe=permission.probe)
+                # An ambiguous answer (a read timeout, 500, 502, 504) is a Cobalt in trouble too: a Cobalt that hangs
+                # must open the breaker, so that the rest of the queue waits instead of each becoming a review.
+                ambiguous = answer.verdict is Verdict.AMBIGUOUS
+                unavailable = ambiguous or answer.verdict is Verdict.RETRY
+                breaker.after_call(
+                    unavailable, throttled, probe=permission.probe, cold=permission.cold, ambiguous=ambiguous
+                )
             metrics.append((MetricName.COBALT_LATENCY, "Milliseconds", round(answer.elapsed_seconds * 1000, 1)))
             self.logger.info(
                 "cobalt answered",
@@ -526,7 +549,8 @@ class DocumentUploader:
         self, ref: ObjectRef, token: str, answer: CobaltAnswer, metrics: list[Metric], sent_at: str
     ) -> ObjectResult:
         if answer.verdict is Verdict.ACCEPTED and answer.document_id is not None:
-            self._record_submission(ref, token, answer.document_id, answer.job_id)
+            if not self._record_submission(ref, token, answer.document_id, answer.job_id):
+                metrics.append(_count(MetricName.DOCUMENT_LINK_CONFLICTS))
             metrics.append(_count(MetricName.DOCUMENTS_SUBMITTED))
             return ObjectResult(ref.object_id, Status.SUBMITTED, metrics=tuple(metrics))
         status, metric = {
@@ -551,12 +575,19 @@ class DocumentUploader:
         if not written:
             self.logger.error("claim token no longer matches", extra={"object_id": ref.object_id})
 
-    def _record_submission(self, ref: ObjectRef, token: str, document_id: str, job_id: str | None) -> None:
-        """A document id Cobalt returned must reach the ledger: a few tries, then the lease and a review take over."""
+    def _record_submission(self, ref: ObjectRef, token: str, document_id: str, job_id: str | None) -> bool:
+        """A document id Cobalt returned must reach the ledger: a few tries, then the lease and a review take over.
+        False when the document is linked to another object (a conflict, reported)."""
         for attempt in range(3):
             try:
-                self._ledger.record_submission(ref, token, document_id, job_id)
-                return
+                linked = self._ledger.record_submission(ref, token, document_id, job_id)
+                if not linked:
+                    # Cobalt's id names another object already (it was wrongly linked): reported, never overwritten.
+                    self.logger.error(
+                        "Cobalt's document id is linked to another object already: a person must check both",
+                        extra={"object_id": ref.object_id, "document_id": document_id},
+                    )
+                return linked
             except (LedgerError, ClientError):
                 if attempt == 2:
                     kept = self._remember_submission(ref, token, document_id, job_id)
@@ -568,6 +599,7 @@ class DocumentUploader:
                     )
                     raise RetryLater(f"object {ref.object_id}: submission not recorded") from None
                 self._sleep(0.2 * 2**attempt)
+        raise AssertionError("unreachable: the last try returns or raises")
 
     def _remember_submission(self, ref: ObjectRef, token: str, document_id: str, job_id: str | None) -> bool:
         """Keep Cobalt's document id on its own small item, so the outcome and the reconciler can still find it."""
