@@ -16,7 +16,7 @@ IAC_VENV := .venv-iac
 IAC_STAMP := $(IAC_VENV)/.installed
 SAM := SAM_CLI_TELEMETRY=0 $(IAC_VENV)/bin/sam
 
-.PHONY: demo test lint iac build deploy bench chaos open-loops outage sandbox clean
+.PHONY: demo test lint iac build deploy bench chaos model hang open-loops outage sandbox clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -79,6 +79,11 @@ bench: $(STAMP) $(BENCH_STAMP) build
 chaos: $(STAMP)
 	$(BIN)/python -m bench.chaos_run $(if $(N),--documents $(N)) $(ARGS)
 
+## model: the model-based test's long walk (tests/model): MODEL_EXAMPLES walks (default 20000) of the actors' steps in
+##        random orders, the promises checked after every step; prints what the walks went through (make test runs 200)
+model: $(STAMP)
+	MODEL_EXAMPLES=$(or $(MODEL_EXAMPLES),20000) $(BIN)/pytest tests/model -s -p no:cacheprovider --timeout=0 $(ARGS)
+
 ## open-loops: 1,000 documents through the local stack, 3 % of webhooks never sent: how many stay open (claim: 0)
 open-loops: $(STAMP)
 	$(BIN)/python -m bench.open_loops_run $(ARGS)
@@ -86,6 +91,11 @@ open-loops: $(STAMP)
 ## outage: 500 documents with a Cobalt outage in the middle, on a compressed clock: calls while down, DLQ, twice, drain
 outage: $(STAMP)
 	$(BIN)/python -m bench.outage_run $(ARGS)
+
+## hang: Cobalt accepts connections and never answers for 10 minutes while 300 documents are dropped (time-scale 10):
+##       how many become a person's review (goal: at most 10)
+hang: $(STAMP)
+	$(BIN)/python -m bench.hang_run $(ARGS)
 
 ## sandbox: the Cobalt sandbox in the foreground on 127.0.0.1:$(PORT) (PORT=0 picks a free port)
 sandbox: $(STAMP)

@@ -15,7 +15,6 @@ from local.cobalt_sandbox import FaultSettings
 from local.samples import pdf_bytes
 from tests.uploader.conftest import UploaderStack, tags
 
-
 COOL_DOWN = 4.0  # seconds: long enough that a slow machine's drains all happen while the breaker is open
 
 
