@@ -229,3 +229,34 @@ def test_a_resend_event_of_a_version_submitted_meanwhile_settles_instead_of_loop
     reports = stack.drain()
     assert [r.failed for r in reports] == [0]  # the resend event settles at once: nothing left to redeliver
     assert stack.ledger.get_object(ref)["status"] == "SUBMITTED" and stack.uploads() == []
+
+
+def test_a_resent_review_whose_page_an_identical_version_filed_meanwhile_is_a_duplicate(
+    uploader_stack: UploaderStack, tmp_path: Path
+) -> None:
+    """Found by the model-based test: an upload interrupted after its claim (a review), and an identical version (same
+    file, patient and folder) sent meanwhile. A person checks the chart for the review's version, does not find it, and
+    resends it: the page went into the chart twice, since a person's resend skipped the duplicate check. Now only a
+    resend of a DUPLICATE (or a producer's allow_duplicate) is sent anyway; a resent review is checked as any upload
+    is."""
+    stack = uploader_stack
+    page = pdf_bytes("the same page, twice")
+    interrupted = ObjectRef(stack.bucket, "inbox/first.pdf", stack.put("first.pdf", page, tags()))
+    stack.receive()  # its invocation died after the claim, before anything else
+    stack.ledger.claim(interrupted, lease_seconds=0.01)
+    time.sleep(0.05)
+    assert stack.ledger.mark_interrupted(interrupted, "interrupted")
+    stack.put("second.pdf", page, tags())  # the scanner sent the page again
+    stack.drain()
+    assert [d["filename"] for d in stack.uploads()] == ["second.pdf"]
+
+    stack_file = stack.stack_file(tmp_path)
+    assert _cli(stack_file, "resolve", interrupted.object_id, "--not-filed", "--resend", "--by", "ana")[0] == 0
+    stack.drain()
+
+    assert [d["filename"] for d in stack.uploads()] == ["second.pdf"]  # the page is in the chart once
+    view = stack.view("first.pdf")
+    assert view.status == "DUPLICATE" and view.reason.startswith("Identical to inbox/second.pdf")
+    assert _cli(stack_file, "resolve", interrupted.object_id, "--resend", "--by", "ana")[0] == 0  # anyway, on purpose
+    stack.drain()
+    assert sorted(d["filename"] for d in stack.uploads()) == ["first.pdf", "second.pdf"]

@@ -296,7 +296,10 @@ class DocumentUploader:
             return None
         fields = decision.fields
         fingerprint = document_fingerprint(self._fingerprint_key(), fields.patient_mrn, fields.folder_name, digest)
-        force = decision.allow_duplicate or claim.resend_approved
+        # Sent anyway: a producer's allow_duplicate, or a person's resend of a DUPLICATE. A person's resend of a
+        # review says this version is not in the chart, not that its page is not: an identical version sent meanwhile
+        # makes it a DUPLICATE (which the person may then send anyway).
+        force = decision.allow_duplicate or (claim.resend_approved and claim.previous_status == Status.DUPLICATE.value)
         try:
             holder = self._ledger.hold_fingerprint(fingerprint, ref, self._duplicate_window)
             # Taken over only from the holder as read: sent anyway (a producer's or a person's say), or one whose
