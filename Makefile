@@ -79,10 +79,14 @@ bench: $(STAMP) $(BENCH_STAMP) build
 chaos: $(STAMP)
 	$(BIN)/python -m bench.chaos_run $(if $(N),--documents $(N)) $(ARGS)
 
-## model: the model-based test's long walk (tests/model): MODEL_EXAMPLES walks (default 20000) of the actors' steps in
-##        random orders, the promises checked after every step; prints what the walks went through (make test runs 200)
+## model: the model-based test's long walk (tests/model): MODEL_EXAMPLES random walks (default 20000) of the actors'
+##        steps, the promises checked after every step, in MODEL_SHARDS processes at once (default 2, one per core),
+##        each with its own DynamoDB Local; prints what each shard's walks went through (make test runs 200)
+MODEL_EXAMPLES ?= 20000
+MODEL_SHARDS ?= 2
 model: $(STAMP)
-	MODEL_EXAMPLES=$(or $(MODEL_EXAMPLES),20000) $(BIN)/pytest tests/model -s -p no:cacheprovider --timeout=0 $(ARGS)
+	seq $(MODEL_SHARDS) | xargs -P $(MODEL_SHARDS) -I{} env MODEL_EXAMPLES=$$(( $(MODEL_EXAMPLES) / $(MODEL_SHARDS) )) \
+		MODEL_DERANDOMIZE=0 $(BIN)/pytest tests/model -q -s -p no:cacheprovider --timeout=0 $(ARGS)
 
 ## open-loops: 1,000 documents through the local stack, 3 % of webhooks never sent: how many stay open (claim: 0)
 open-loops: $(STAMP)

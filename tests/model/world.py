@@ -21,7 +21,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
-from botocore.exceptions import EndpointConnectionError
+from botocore.exceptions import ClientError, EndpointConnectionError
 from docdrop.cobalt import CobaltAnswer, EventLogPage, classify_exception, classify_response
 from docdrop.cobalt_events import envelope_from_log_item
 from docdrop.contract import UploadFields
@@ -53,6 +53,7 @@ class Invocation:
         self.mode = "go"
         self.done = False
         self.crashed = False
+        self.failing = 0  # how many more of its writes DynamoDB refuses (a burst of throttling)
         self.result: Any = None
         self.error: BaseException | None = None
         self._go = threading.Semaphore(0)
@@ -126,8 +127,16 @@ class GatedDynamoDB:
             keys = _written_keys(name, kwargs)
             invocation = current()
             mode = invocation.gate(f"{name} {','.join(k.split('#')[0] for k in keys)}") if invocation else "go"
+            if invocation is not None and mode == "burst":  # DynamoDB throttles this one and its next two writes
+                invocation.failing = 3
+            if invocation is not None and invocation.failing > 0:
+                invocation.failing -= 1
+                mode = "fails"
             if mode == "crash":
                 raise Crash
+            if mode == "fails":  # refused, not applied: the caller sees an error it may retry
+                error = {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "throttled"}}
+                raise ClientError(error, name)  # type: ignore[arg-type]
             result = call(**kwargs)
             if mode == "repeated":  # botocore re-sent a write DynamoDB applied: the retry's own answer is returned
                 result = call(**kwargs)
