@@ -164,3 +164,12 @@ def test_a_failed_document_with_a_long_reason_costs_at_most_one_write_unit_more(
     assert view is not None and view.status == "FAILED" and view.reason == reason  # shown whole, from one place
     stored = json.dumps(ledger.get_document("9988776655443301"), default=str)
     assert stored.count("Patient not found") == reason.count("Patient not found")  # once on the document
+
+
+def test_a_kept_submission_never_takes_a_document_another_object_holds(ledger: DocumentLedger) -> None:
+    """`remember_submission` wrote the object reference unconditionally, as the link once did."""
+    assert ledger.link_document(B, DOCUMENT)
+    claim = ledger.claim(A, lease_seconds=60)
+    assert not ledger.remember_submission(A, claim.token, DOCUMENT, None)
+    assert ledger.get_document(DOCUMENT)["object_id"] == B.object_id
+    assert ledger.remember_submission(B, "b's claim", DOCUMENT, None)  # its own: kept

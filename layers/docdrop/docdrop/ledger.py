@@ -1052,17 +1052,19 @@ class DocumentLedger:
             ],
         )
 
-    def remember_submission(self, ref: ObjectRef, token: str, document_id: str, job_id: str | None) -> None:
+    def remember_submission(self, ref: ObjectRef, token: str, document_id: str, job_id: str | None) -> bool:
         """Cobalt accepted the upload but the submission could not be recorded: keep the document id durably anyway,
         on the Cobalt document's own item, with the claim that sent it, in the `by_unjoined_outcome` index under
-        UNRECORDED, so an outcome joins it and the reconciler records the submission (`record_late_submission`)."""
+        UNRECORDED, so an outcome joins it and the reconciler records the submission (`record_late_submission`).
+        Like `link_document`, only over a document no other object names: False for that conflict."""
         now = now_iso()
         e = Expression()
         sets = e.assign(
             {**_ref_attributes(ref), "document_id": document_id, "claim_token": token, "job_id": job_id},
             keep_first={"submitted_at": now, "created_at": now, UNJOINED: UNRECORDED, "outcome_at": now},
         )
-        self._conditional_update(self._document_key(document_id), e, "SET " + ", ".join(sets), "")
+        mine = f"attribute_not_exists({e.n('object_id')}) OR {e.n('object_id')} = {e.v(ref.object_id)}"
+        return self._conditional_update(self._document_key(document_id), e, "SET " + ", ".join(sets), mine)
 
     def unrecorded_submissions(self) -> Iterator[dict[str, Any]]:
         """Cobalt documents whose submission `remember_submission` kept, not yet recorded on their object."""

@@ -608,8 +608,7 @@ class DocumentUploader:
         """Keep Cobalt's document id on its own small item, so the outcome and the reconciler can still find it."""
         for attempt in range(2):
             try:
-                self._ledger.remember_submission(ref, token, document_id, job_id)
-                return True
+                return self._ledger.remember_submission(ref, token, document_id, job_id)  # False: another's document
             except (LedgerError, ClientError):
                 self._sleep(0.2 * 2**attempt)
         return False
