@@ -175,6 +175,7 @@ class Message:
     event_name: str = "ObjectCreated:Put"
     receives: int = 0
     last_end: str = ""  # how its last delivery ended: "retry" (its object asked for it), "crash" (the process died)
+    settled_returns: int = 0  # deliveries in a row that returned it although its object was settled
 
 
 class FakeS3:
