@@ -369,7 +369,7 @@ class DocDropModel(RuleBasedStateMachine):
         assert version is not None
         filed, settled = self._chart(version)
         if decision == "filed":  # the person finds it in the chart: Cobalt's document of this very version
-            found = [d for d in self.cobalt.stored_for(version.object_id) if d.processed]
+            found = [d for d in self.cobalt.stored_for(version.object_id) if d.processed and d.uploaded]
             if found:
                 document = self.ledger.get_document(found[0].document_id) or {"document_id": found[0].document_id}
                 self.ledger.link_review(review, document, "Filed: a person found it in the chart", "person")
