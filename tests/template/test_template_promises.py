@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import pytest
@@ -435,3 +436,13 @@ def test_the_reconciler_knows_how_long_the_dead_letter_queue_keeps_a_message() -
     variables = props("ReconcilerFunction")["Environment"]["Variables"]
     assert float(variables["DLQ_RETENTION_DAYS"]) * 86400 == kept
     assert REVIEW_HORIZON.total_seconds() == 7 * 86400
+
+
+def test_the_uploader_may_query_the_index_its_resend_check_reads_and_no_other() -> None:
+    """An approved resend of a review asks for a kept submission first (`DocumentLedger.kept_submission`, a Query of
+    `by_unjoined_outcome`): without the grant, on AWS the check would be denied and the message would loop."""
+    from docdrop.ledger import DocumentLedger
+
+    assert "by_unjoined_outcome" in inspect.getsource(DocumentLedger.unrecorded_submissions)
+    queries = [s for s in _statements("UploaderFunction") if "dynamodb:Query" in _actions(s)]
+    assert [s["Resource"] for s in queries] == [{"Fn::Sub": "${LedgerTable.Arn}/index/by_unjoined_outcome"}]
