@@ -566,17 +566,18 @@ class Reconciler:
     # ----- what is still open -------------------------------------------------------------------------------------
     def _gauges(self, report: PassReport) -> None:
         now = self._clock()
-        for status, (count, oldest) in self._ledger.count_open(sorted(OPEN)).items():
+        counts = self._ledger.count_open([*sorted(OPEN), Status.NEEDS_REVIEW])
+        # Reviews wait for a person; one older than the review horizon is past any evidence's help: its age alarms.
+        _, oldest_review = counts.pop(Status.NEEDS_REVIEW)
+        if oldest_review:
+            report.oldest_review_seconds = max(0.0, (now - _parse(oldest_review)).total_seconds())
+        for status, (count, oldest) in counts.items():
             report.open_objects[status.value] = count
             if oldest:
                 report.oldest_open_seconds[status.value] = max(0.0, (now - _parse(oldest)).total_seconds())
         for account in self._accounts().names:  # the longest-open breaker of any account
             seconds = CobaltBreaker(self._ledger, account=account, clock=self._clock).open_seconds()
             report.cobalt_circuit_open_seconds = max(report.cobalt_circuit_open_seconds, seconds)
-        # Reviews wait for a person; one older than the review horizon is past any evidence's help: its age alarms.
-        (_, oldest_review) = self._ledger.count_open([Status.NEEDS_REVIEW])[Status.NEEDS_REVIEW]
-        if oldest_review:
-            report.oldest_review_seconds = max(0.0, (now - _parse(oldest_review)).total_seconds())
 
     def _count(self, report: PassReport) -> None:
         if not report.ran:
