@@ -16,7 +16,7 @@ IAC_VENV := .venv-iac
 IAC_STAMP := $(IAC_VENV)/.installed
 SAM := SAM_CLI_TELEMETRY=0 $(IAC_VENV)/bin/sam
 
-.PHONY: demo test lint iac build deploy bench chaos model hang open-loops outage sandbox clean
+.PHONY: demo test lint iac build deploy bench chaos model model-reverts hang open-loops outage sandbox clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -87,6 +87,11 @@ MODEL_SHARDS ?= 2
 model: $(STAMP)
 	seq $(MODEL_SHARDS) | xargs -P $(MODEL_SHARDS) -I{} env MODEL_EXAMPLES=$$(( $(MODEL_EXAMPLES) / $(MODEL_SHARDS) )) \
 		MODEL_DERANDOMIZE=0 $(BIN)/pytest tests/model -q -s -p no:cacheprovider --timeout=0 $(ARGS)
+
+## model-reverts: takes the fixes of #25's defects 1, 2 and 6 out again, one at a time, in a throwaway worktree, and
+##        prints whether (and how soon) the model's walks find each (BUDGET seconds each, default 900)
+model-reverts: $(STAMP)
+	$(BIN)/python -m bench.model_reverts $(if $(BUDGET),--budget $(BUDGET)) $(ARGS)
 
 ## open-loops: 1,000 documents through the local stack, 3 % of webhooks never sent: how many stay open (claim: 0)
 open-loops: $(STAMP)
