@@ -41,8 +41,8 @@ REVERTS = (
             (RECONCILER, "in_flight = self._in_flight_items()\n", "in_flight: list[dict[str, Any]] = []\n"),
             (
                 RECONCILER,
-                "unjoined_documents(before=now - self._deadlines.outcome_grace)",
-                "unjoined_documents(before=now)",
+                "documents = self._ledger.unjoined_documents(before=now - self._deadlines.outcome_grace)",
+                "documents = self._ledger.unjoined_documents(before=now)",
             ),
             (
                 LEDGER,
