@@ -46,8 +46,8 @@ REVERTS = (
             ),
             (
                 LEDGER,
-                "mine = f\"attribute_not_exists({e.n('object_id')}) OR {e.n('object_id')} = {e.v(ref.object_id)}\"",
-                "mine = f\"attribute_not_exists({e.n('pk')}) OR attribute_exists({e.n('pk')})\"",
+                '" REMOVE " + removed, mine\n',  # link_document: the first object wins
+                '" REMOVE " + removed, f"{mine} OR attribute_exists({e.n(\'pk\')})"\n',  # the last one does
             ),
         ),
     ),
