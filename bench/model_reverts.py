@@ -85,8 +85,12 @@ def _apply(tree: Path, revert: Revert) -> None:
         path.write_text(text.replace(fixed, before))
 
 
-def _walk(tree: Path, budget: float, log: Path) -> tuple[bool, float, str]:
+def _walk(tree: Path, budget: float, log: Path, replay: bool = False) -> tuple[bool, float, str]:
+    """Random walks on `tree` until a promise breaks or `budget` runs out; with `replay`, only the walks that broke one
+    (Hypothesis keeps them in the tree's .hypothesis)."""
     env = {**os.environ, "MODEL_EXAMPLES": "1000000", "MODEL_DERANDOMIZE": "0", "MODEL_SHRINK": "0"}
+    if replay:
+        env["MODEL_REPLAY"] = "1"
     started = time.monotonic()
     with log.open("w") as out:
         process = subprocess.Popen(
@@ -123,6 +127,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             _apply(tree, revert)
             found, seconds, broke = _walk(tree, args.budget, logs / f"defect-{revert.number}.log")
+            if found:  # the same walk, on the code with its fix: it must pass, or the find was not this defect's
+                subprocess.run(["git", "checkout", "-q", "--", "layers"], cwd=tree, check=True)
+                log = logs / f"defect-{revert.number}-replayed-with-the-fix.log"
+                failed_again, _, again = _walk(tree, args.budget, log, replay=True)
+                broke += f"; the same walk with the fix: {again if failed_again else 'every promise holds'}"
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=True)
         rows.append((revert, found, seconds, broke))
