@@ -292,7 +292,7 @@ class DocDropModel(RuleBasedStateMachine):
                 # or the state moved under a step), never twice in a row: that is a loop to the dead-letter queue (a
                 # false alarm, and again after a redrive).
                 item = self.ledger.get_object(message.version.ref) or {}
-                settled = item.get("status") in ("SUBMITTED", "UPLOADED", "STALE")
+                settled = item.get("status") in ("SUBMITTED", "UPLOADED", "FAILED", "STALE")
                 message.settled_returns = message.settled_returns + 1 if settled else 0
                 assert message.settled_returns < 2, (
                     f"the message of a {item.get('status')} object keeps returning to the queue: a loop to the DLQ"
