@@ -197,6 +197,27 @@ def test_a_review_is_never_matched_to_the_document_of_an_upload_still_in_flight(
     assert loops.ledger.get_document(str(answer.document_id))["object_id"] == a.object_id
 
 
+@pytest.mark.parametrize("filed_after", [timedelta(minutes=30), timedelta(days=3)])
+def test_an_earlier_lost_attempt_the_emr_filed_late_keeps_a_later_review_from_taking_its_document(
+    loops: OpenLoops, monkeypatch: pytest.MonkeyPatch, filed_after: timedelta
+) -> None:
+    """Found by the model-based test: A's answer was lost, and the EMR robot filed A's document D only `filed_after`
+    later. B, same patient and folder, lost its answer just now, and Cobalt never stored B's. D fits B's window and
+    A's window not at all, so D was B's only candidate and B its only fitting review: B was linked to D and ended
+    UPLOADED, while B is in no chart. A sent before D was created, so A may be D's sender, however late the EMR was."""
+    now = datetime.now(UTC)
+    a = _review(loops, "a.pdf", pdf_bytes("A's page"), sent=now - filed_after)
+    b = _review(loops, "b.pdf", pdf_bytes("B's page"))
+    document_id = _stored_and_reported(loops, "a.pdf", pdf_bytes("A's page"))  # D: created now
+    monkeypatch.setattr(loops.sandbox, "contents", {})  # no bytes from Cobalt (as often): the other evidence decides
+
+    report = loops.run(AFTER_GRACE)
+
+    assert report.reviews_resolved == 0
+    assert loops.ledger.get_object(b)["status"] == loops.ledger.get_object(a)["status"] == "NEEDS_REVIEW"
+    assert "object_id" not in loops.ledger.get_document(document_id)
+
+
 def test_a_document_listed_within_the_outcome_grace_is_not_matched_yet(loops: OpenLoops) -> None:
     """The grace gives an upload whose answer is on its way the time to link its own document first."""
     content = pdf_bytes("just now")

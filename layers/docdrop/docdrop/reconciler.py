@@ -488,18 +488,20 @@ class Reconciler:
     # ----- NEEDS_REVIEW matched to Cobalt's documents where the evidence is definitive --------------------------------
     def _reviews(self, report: PassReport, deadline: Deadline, state: dict[str, Any], owner: str) -> None:
         now = self._clock()
-        reviews = list(self._ledger.open_items(Status.NEEDS_REVIEW, since=now - REVIEW_HORIZON))
+        # Past the horizon a review is a person's, but it may still have sent a document the EMR filed late: a rival.
+        every_review = list(self._ledger.open_items(Status.NEEDS_REVIEW))
+        reviews = items_within(every_review, Status.NEEDS_REVIEW, since=now - REVIEW_HORIZON)
         report.reviews_open = len(reviews)
         # Documents that may be a review's stay out of the foreign sweep (and so in the unjoined index) meanwhile.
         self._review_fingerprints = {str(r["evidence_fingerprint"]) for r in reviews if r.get("evidence_fingerprint")}
         if not self._review_fingerprints:
             return
         in_flight = self._in_flight_items()
-        found_all = candidates_for(reviews, self._review_documents(now), in_flight)
+        found_all = candidates_for(reviews, self._review_documents(now), in_flight, every_review)
         lonely = self._reviews_without_candidates(found_all, now)
         if lonely and self._fingerprint_key is not None:  # their webhooks may have been lost too: ask the log
             self._search_event_log({}, set(), state, deadline, report, reviews=lonely)
-            found_all = candidates_for(reviews, self._review_documents(now), in_flight)
+            found_all = candidates_for(reviews, self._review_documents(now), in_flight, every_review)
         for found in found_all:
             if not found.unique or deadline.remaining() < RESERVE_SECONDS:
                 continue

@@ -58,13 +58,21 @@ def candidates_for(
     reviews: Iterable[Mapping[str, Any]],
     documents: Iterable[Mapping[str, Any]],
     in_flight: Iterable[Mapping[str, Any]] = (),
+    rivals: Iterable[Mapping[str, Any]] | None = None,
 ) -> list[Candidates]:
     """Each review with evidence, and its candidates; `unique` only when each side has exactly one.
+
+    A document's rivals are every other open review (`rivals`: all of them, however old; by default `reviews`) whose
+    attempt could have sent it: the same patient and folder, sent before the document's outcome was created. Not only
+    those whose window holds it: the EMR may file a document hours or days after its upload, and then an earlier lost
+    attempt is as likely its sender as the one whose window it falls in.
 
     `in_flight` (object items RECEIVED or SUBMITTED) are rivals too: a document one of them names is no candidate, and
     an upload of the same patient and folder still in flight (its answer not yet recorded) may be the document's
     sender, so no review is matched to it automatically while it is.
     """
+    reviews = list(reviews)
+    others = reviews if rivals is None else list(rivals)
     in_flight = list(in_flight)
     named = {str(i["document_id"]) for i in in_flight if i.get("document_id")}
     sending = {str(i.get("evidence_fingerprint")) for i in in_flight if not i.get("document_id")}
@@ -87,9 +95,22 @@ def candidates_for(
         if len(matches) > 1:
             found.append(Candidates(review, matches, False, f"{len(matches)} documents fit: a person must choose"))
             continue
-        rivals = [r for r, w in usable if r is not review and fits(r, w, matches[0])]
-        why = f"the document also fits {len(rivals)} other attempt(s)" if rivals else None
-        if not rivals and review["evidence_fingerprint"] in sending:
+        rivaling = [r for r in others if not _same(r, review) and could_have_sent(r, matches[0])]
+        why = f"the document may be {len(rivaling)} other attempt(s)'s too" if rivaling else None
+        if not rivaling and review["evidence_fingerprint"] in sending:
             why = "an upload of the same patient and folder is still in flight: it may be that upload's document"
         found.append(Candidates(review, matches, why is None, why))
     return found
+
+
+def could_have_sent(review: Mapping[str, Any], document: Mapping[str, Any]) -> bool:
+    """The review's attempt, for the same patient and folder, left before the document's outcome was created (with the
+    clocks' slack): the EMR may have filed it since, however long that took."""
+    if review.get("evidence_fingerprint") != document.get("evidence_fingerprint"):
+        return False
+    sent, created = parse_moment(review.get("attempt_sent_at")), parse_moment(document.get("outcome_created"))
+    return sent is None or created is None or sent - MARGIN_BEFORE <= created
+
+
+def _same(one: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
+    return one is other or one.get("object_id") == other.get("object_id")
