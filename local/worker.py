@@ -22,6 +22,7 @@ from multiprocessing.connection import Connection
 from types import ModuleType
 from typing import Any
 
+from local.aws_calls import record_from_environment
 from local.lambda_runtime import LocalLambdaContext, load_handler_module
 
 PARENT_WATCH_SECONDS = 0.25
@@ -111,6 +112,7 @@ def main(argv: list[str]) -> int:
     conn = Connection(fd)
     crasher = Crasher(json.loads(os.environ.get("DOCDROP_CRASH_PLAN") or "{}"), conn)
     started = time.monotonic()
+    record_from_environment(function)  # for tests/iam, when the test session asks (its cold start's calls too)
     module = load_handler_module(function)
     install_crash_points(function, module, crasher)
     _send(conn, {"ready": True, "init_ms": round((time.monotonic() - started) * 1000, 1)})

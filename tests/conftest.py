@@ -3,15 +3,35 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from local import aws_calls
 from local.cobalt_sandbox import CobaltSandbox
 from local.dynamodb_local import free_port, running_dynamodb_local
 from tests.support.aws import create_ledger_table, dynamodb_client, use_local_credentials
 from tests.support.cobalt import running_sandbox
+
+AWS_CALLS = Path(__file__).resolve().parent.parent / ".docdrop" / "aws-calls.jsonl"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every AWS call DocDrop's code makes in this run is recorded (local.aws_calls), here and in the local stack's
+    workers (which inherit the variable), for tests/iam's check against the policies the template deploys."""
+    AWS_CALLS.parent.mkdir(parents=True, exist_ok=True)
+    if os.environ.get("DOCDROP_AWS_CALLS_KEEP") != "1":  # =1: `pytest tests/iam` checks the last run's calls again
+        AWS_CALLS.unlink(missing_ok=True)
+    os.environ[aws_calls.ENVIRONMENT] = str(AWS_CALLS)
+    aws_calls.record(AWS_CALLS)
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """tests/iam checks what every other test's calls were: it runs last."""
+    items.sort(key=lambda item: item.nodeid.startswith("tests/iam/"))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
