@@ -22,7 +22,13 @@ class QuietHTTPServer(ThreadingHTTPServer):
 
 
 class LoopbackPostServer:
-    def __init__(self, serve: Callable[[BaseHTTPRequestHandler], None], name: str, port: int = 0) -> None:
+    def __init__(
+        self,
+        serve: Callable[[BaseHTTPRequestHandler], None],
+        name: str,
+        port: int = 0,
+        serve_get: Callable[[BaseHTTPRequestHandler], None] | None = None,
+    ) -> None:
         class RequestHandler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
@@ -31,6 +37,12 @@ class LoopbackPostServer:
 
             def do_POST(self) -> None:
                 serve(self)
+
+            def do_GET(self) -> None:
+                if serve_get is None:
+                    answer(self, 405, {}, b"")
+                else:
+                    serve_get(self)
 
         self._server = QuietHTTPServer(("127.0.0.1", port), RequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name=name, daemon=True)

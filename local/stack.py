@@ -99,6 +99,7 @@ class StackOptions:
     uploader_timeout_seconds: float | None = None
     max_concurrent_uploads: int | None = None  # None: the template's MaximumConcurrency
     webhook_concurrency: int = 4  # webhook invocations at once (API Gateway's, bounded locally to spare memory)
+    account_concurrency: int = 1000  # the Lambda concurrency limit GetAccountSettings answers (a new account: 10)
     crash: CrashPlan | None = None  # kill uploader workers at random at the crash points
     # Keep the DynamoDB Local data and the resource names in state_dir across restarts (moto's S3, SQS and secrets
     # live in memory and start empty again; the ledger says what was in flight).
@@ -159,6 +160,7 @@ class LocalStack:
         self.stream_source: DynamoDBStreamSource | None = None
         # The functions' execution environments, by function: uploader, webhook, outcome_joiner, reconciler.
         self.functions: dict[str, FunctionWorkers] = {}
+        self.lambda_api: LocalLambdaApi | None = None
         self.stack_id = uuid.uuid4().hex
         self._stop_uploads = threading.Event()
         self._uploads_stopped = threading.Event()
@@ -291,7 +293,9 @@ class LocalStack:
         workers("reconciler", "ReconcilerFunction", max_concurrency=1)
         self._start_thread("reconciler-schedule", self._reconcile_on_schedule, deadlines["every_seconds"])
         reconciler_name = f"{name}-reconciler"
-        lambda_api = LocalLambdaApi({reconciler_name: lambda event: self.reconcile_now()}).start()
+        lambda_api = self.lambda_api = LocalLambdaApi(
+            {reconciler_name: lambda event: self.reconcile_now()}, concurrency_limit=options.account_concurrency
+        ).start()
         self._exit.callback(lambda_api.stop)
 
         # The uploader, last: it is the first to stop (see stop), while the webhook and the engines still serve it.

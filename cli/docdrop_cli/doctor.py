@@ -30,7 +30,12 @@ CHECKS = {
     "ledger_stream": "ledger stream for the outcome joiner",
     "alarms_subscribed": "alarms reach a person",
     "dead_letter_queue_empty": "dead-letter queue empty",
+    "lambda_concurrency": "Lambda concurrency for the functions",
 }
+# Unreserved concurrency never drops below this (Lambda), and a new account may have no more: enough for the uploader
+# at its default MaxConcurrentUploads (5), the webhook's bursts, the outcome joiner and the reconciler.
+ACCOUNT_MINIMUM = 10
+COMFORTABLE = 100  # below this, a burst of webhooks and a full uploader can meet throttles: ask for a higher quota
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +65,7 @@ class Doctor:
             self.ledger_stream,
             self.alarms_subscribed,
             self.dead_letter_queue_empty,
+            self.lambda_concurrency,
         ]
         checks = []
         for step in steps:
@@ -70,6 +76,24 @@ class Doctor:
             except (ClientError, BotoCoreError) as exc:
                 checks.append(Check(CHECKS[step.__name__], False, f"could not be read: {_aws_reason(exc)}"))
         return checks
+
+    def lambda_concurrency(self) -> Check:
+        """The account's Lambda concurrency limit, and what it leaves around MaxConcurrentUploads."""
+        name = CHECKS["lambda_concurrency"]
+        limit = self.target.client("lambda").get_account_settings()["AccountLimit"]
+        total, unreserved = int(limit["ConcurrentExecutions"]), int(limit["UnreservedConcurrentExecutions"])
+        said = f"account limit {total} ({unreserved} unreserved)"
+        if unreserved < ACCOUNT_MINIMUM:
+            return Check(name, False, f"{said}: below {ACCOUNT_MINIMUM}, the functions are throttled; raise the quota")
+        if total < COMFORTABLE:
+            room = total - 3  # the webhook, the joiner and the reconciler each need at least one
+            return Check(
+                name,
+                True,
+                f"{said}: MaxConcurrentUploads up to {room} leaves room for the webhook, the joiner and the reconciler;"
+                " ask AWS (Service Quotas) for 1000 before heavy use, or webhook bursts may be throttled",
+            )
+        return Check(name, True, said)
 
     @functools.cached_property
     def credentials(self) -> dict[str, Any]:

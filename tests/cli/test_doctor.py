@@ -36,6 +36,25 @@ def test_doctor_passes_a_good_stack_and_says_what_it_could_not_check(cli_stack: 
     assert all(checks[name]["ok"] for name in checks if name != "alarms reach a person")
 
 
+def test_doctor_reports_a_new_accounts_concurrency_limit_and_what_it_leaves_for_uploads(cli_stack: CliStack) -> None:
+    api = cli_stack.stack.lambda_api
+    assert api is not None
+    name = "Lambda concurrency for the functions"
+    try:
+        api.concurrency_limit = 10  # some new accounts start here
+        run, checks = _doctor(cli_stack)
+        assert checks[name]["ok"] is True
+        assert "account limit 10 (10 unreserved): MaxConcurrentUploads up to 7" in checks[name]["detail"]
+        assert "Service Quotas" in checks[name]["detail"]
+        api.concurrency_limit = 5
+        run, checks = _doctor(cli_stack)
+        assert run.code == 1 and checks[name]["ok"] is False and "raise the quota" in checks[name]["detail"]
+    finally:
+        api.concurrency_limit = 1000
+    run, checks = _doctor(cli_stack)
+    assert checks[name] == {"name": name, "ok": True, "detail": "account limit 1000 (1000 unreserved)"}
+
+
 @contextmanager
 def _secret(stack: CliStack, which: str, value: dict[str, Any]) -> Iterator[None]:
     secrets = stack.client("secretsmanager")

@@ -160,7 +160,9 @@ def test_the_ledger_streams_to_the_outcome_joiner_filtered_to_joinable_documents
 
 def test_the_reconciler_runs_on_a_schedule_one_at_a_time_with_the_deadline_parameters() -> None:
     reconciler = props("ReconcilerFunction")
-    assert reconciler["ReservedConcurrentExecutions"] == 1
+    # No reservation: a new account (concurrency limit 10) refuses any, since unreserved concurrency may not drop below
+    # 10. The ledger's run lease keeps passes one at a time (tests/reconciler).
+    assert "ReservedConcurrentExecutions" not in reconciler
     [event] = reconciler["Events"].values()
     assert event["Properties"]["ScheduleExpression"] == {"Fn::Sub": "rate(${ReconcileEveryMinutes} minutes)"}
     parameters = TEMPLATE["Parameters"]
@@ -391,7 +393,9 @@ def test_the_dashboard_shows_every_metric_the_code_emits_and_both_functions_thro
 
 
 def test_functions_are_not_traced_since_nothing_is_instrumented() -> None:
-    assert TEMPLATE["Globals"]["Function"]["Tracing"] == "PassThrough"
+    """No `Tracing` anywhere: Lambda passes trace headers through by default, and the setting would only make SAM
+    attach the X-Ray policy (tests/iam lists every granted action no call uses)."""
+    assert "Tracing" not in TEMPLATE["Globals"]["Function"]
     assert all("Tracing" not in props(f) for f in of_type("AWS::Serverless::Function"))
 
 
