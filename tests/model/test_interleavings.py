@@ -208,9 +208,13 @@ class DocDropModel(RuleBasedStateMachine):
     def start_the_clock(self) -> None:
         self.clock.move_to(START)  # every walk starts at the same moment (the table is empty): a walk replays exactly
 
-    # Most documents are one patient's, so that identical pages and same-patient reviews meet often.
+    # Most documents are one patient's, so that identical pages and same-patient reviews meet often; most come tagged
+    # (a version waits for its tags otherwise, and the deep interleavings need two versions at work at once).
     @rule(
-        content=st.integers(0, 1), patient=st.sampled_from([0, 0, 0, 1]), tagged=st.booleans(), same_key=st.booleans()
+        content=st.integers(0, 1),
+        patient=st.sampled_from([0, 0, 0, 1]),
+        tagged=st.sampled_from([True, True, True, False]),
+        same_key=st.booleans(),
     )
     def a_producer_puts_a_document(self, content: int, patient: int, tagged: bool, same_key: bool) -> None:
         key = "inbox/scan.pdf" if same_key else f"inbox/scan-{self._next()}.pdf"
@@ -271,6 +275,39 @@ class DocDropModel(RuleBasedStateMachine):
             if invocation.done or invocation.pending == "post":
                 break
         self._after_step(invocation)
+
+    # A message taken and its invocation run, without a fault, up to its POST, which Cobalt answers as drawn: the
+    # usual upload in one step, so that two uploads of one patient meet (a lost answer beside an accepted one) often.
+    # Then it stops there, or its submission is not recorded: DynamoDB refuses the submission write and its retries
+    # (a burst of throttling), the document id is kept for the reconciler, and the message goes back to the queue.
+    @precondition(lambda self: bool(self._visible()) and len(self.running) < MAX_RUNNING)
+    @rule(data=st.data(), answer=st.sampled_from(POST_MODES), then=st.sampled_from(["stop", "stop", "not recorded"]))
+    def an_upload_runs_to_its_post_and_cobalt_answers(self, data: st.DataObject, answer: str, then: str) -> None:
+        invocation = self._start(data.draw(st.sampled_from(self._visible())))
+        while not invocation.done and invocation.pending != "post":
+            invocation.advance("go")
+        if not invocation.done:
+            invocation.advance(answer)
+        if then == "not recorded" and answer.startswith("accept") and not invocation.done:
+            invocation.advance("burst")
+            while not invocation.done:
+                invocation.advance("go")
+        self._after_step(invocation)
+
+    # Two invocations a write at a time, in turns, without a fault (never past a POST): both past their reads before
+    # either writes, as two identical versions racing for one fingerprint are.
+    @precondition(lambda self: sum(1 for i in self.running if i.pending != "post") >= 2)
+    @rule(data=st.data(), steps=st.integers(1, 4))
+    def two_invocations_go_on_in_turns(self, data: st.DataObject, steps: int) -> None:
+        ready = [i for i in self.running if i.pending != "post"]
+        first = data.draw(st.sampled_from(ready))
+        second = data.draw(st.sampled_from([i for i in ready if i is not first]))
+        for _ in range(steps):
+            for invocation in (first, second):
+                if not invocation.done and invocation.pending != "post":
+                    invocation.advance("go")
+        for invocation in (first, second):
+            self._after_step(invocation)
 
     def _after_step(self, invocation: Invocation) -> None:
         if not invocation.done:
