@@ -233,7 +233,9 @@ def test_a_dismissed_attempts_document_is_never_taken_by_a_later_review(
     a = _review(loops, "a.pdf", pdf_bytes("A's page"), sent=datetime.now(UTC) - timedelta(minutes=30))
     document_id = _stored_and_reported(loops, "a.pdf", pdf_bytes("A's page"))
     monkeypatch.setattr(loops.sandbox, "contents", {})  # no bytes from Cobalt: the other evidence decides
-    assert loops.ledger.dismiss_review(loops.ledger.get_object(a), "Dismissed by a person: not needed", "person")
+    review = loops.ledger.get_object(a)
+    assert review is not None
+    assert loops.ledger.dismiss_review(review, "Dismissed by a person: not needed", "person")
     b = _review(loops, "b.pdf", pdf_bytes("B's page"))
 
     loops.run(AFTER_GRACE)
