@@ -218,6 +218,27 @@ def test_an_earlier_lost_attempt_the_emr_filed_late_keeps_a_later_review_from_ta
     assert "object_id" not in loops.ledger.get_document(document_id)
 
 
+def test_a_dismissed_attempts_document_is_never_taken_by_a_later_review(
+    loops: OpenLoops, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the model-based test with its new rules: A's answer was lost and Cobalt stored it as D; a person
+    dismissed A's review (not in the chart yet: the EMR had not filed D). B, same patient and folder, lost its answer
+    just after D's outcome was created. A's review was DISMISSED, in no index, so no rival: D was B's only candidate
+    and B was linked to it, while B is in no chart. A dismissed review now stays listed as a rival."""
+    a = _review(loops, "a.pdf", pdf_bytes("A's page"), sent=datetime.now(UTC) - timedelta(minutes=30))
+    document_id = _stored_and_reported(loops, "a.pdf", pdf_bytes("A's page"))
+    monkeypatch.setattr(loops.sandbox, "contents", {})  # no bytes from Cobalt: the other evidence decides
+    review = loops.ledger.get_object(a)
+    assert review is not None
+    assert loops.ledger.dismiss_review(review, "Dismissed by a person: not needed", "person")
+    b = _review(loops, "b.pdf", pdf_bytes("B's page"))
+
+    loops.run(AFTER_GRACE)
+
+    assert loops.ledger.get_object(b)["status"] == "NEEDS_REVIEW"
+    assert "object_id" not in loops.ledger.get_document(document_id)
+
+
 def test_a_document_listed_within_the_outcome_grace_is_not_matched_yet(loops: OpenLoops) -> None:
     """The grace gives an upload whose answer is on its way the time to link its own document first."""
     content = pdf_bytes("just now")

@@ -118,6 +118,10 @@ OPEN_STATE = {
     Status.STALE: Status.STALE.value,  # waits for a person, or a late outcome
 }
 _INDEX_KEYS = ("open_state", "open_at")
+# A review a person dismissed is settled, but its attempt may still be what the EMR files late: it stays listed in
+# `by_open` under this entry (never counted as open), so that the review match counts it as a rival (docdrop.reviews).
+DISMISSED_REVIEW = "DISMISSED_REVIEW"
+EVIDENCE_STATE = {Status.DISMISSED: DISMISSED_REVIEW}
 # An account link keeps its few fields on one item; each of its events is an item of its own under the link's key,
 # `sk = EVT#<event id>` (a repeated event is found by its key), kept this long, with Cobalt's message cut short.
 LINK_EVENT_PREFIX = "EVT#"
@@ -284,7 +288,7 @@ class DocumentLedger:
         removed = list(dict.fromkeys([*remove, *(() if expiry is not None else ("expires_at",))]))
         if status not in RESENDABLE and RESEND_APPROVED not in removed:
             removed.append(RESEND_APPROVED)
-        state = OPEN_STATE.get(status)
+        state = OPEN_STATE.get(status) or EVIDENCE_STATE.get(status)
         if state is None:
             removed += _INDEX_KEYS
         elif status is Status.SUBMITTED:
@@ -796,6 +800,11 @@ class DocumentLedger:
         items = items_within(found, status, before, since)
         items = items[::-1] if newest_first else items
         return iter(items[:limit] if limit is not None else items)
+
+    def dismissed_reviews(self, since: datetime) -> list[dict[str, Any]]:
+        """Reviews a person dismissed since `since`: settled, but rivals for a document their attempt may have sent."""
+        keys = self._open_keys(DISMISSED_REVIEW, None, since, False, None)
+        return [i for i in self._batch_items(keys) if i.get("status") == Status.DISMISSED.value]
 
     def in_flight_items(self) -> list[dict[str, Any]]:
         """Every object item RECEIVED or SUBMITTED: the in-flight entry of `by_open`, read whole. A caller that needs

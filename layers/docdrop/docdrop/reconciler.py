@@ -41,7 +41,7 @@ from docdrop.ledger import (
 )
 from docdrop.observability import MetricName
 from docdrop.outcomes import OutcomeJoiner
-from docdrop.reviews import MARGIN_AFTER, REVIEW_HORIZON, Candidates, Window, candidates_for
+from docdrop.reviews import DISMISSED_RIVALS, MARGIN_AFTER, REVIEW_HORIZON, Candidates, Window, candidates_for
 from docdrop.settings import ReconcilerSettings
 from docdrop.uploader import Deadline
 
@@ -490,6 +490,8 @@ class Reconciler:
         now = self._clock()
         # Past the horizon a review is a person's, but it may still have sent a document the EMR filed late: a rival.
         every_review = list(self._ledger.open_items(Status.NEEDS_REVIEW))
+        # A dismissed review's attempt may be what the EMR files late, as much as an open one's.
+        every_review += self._ledger.dismissed_reviews(since=now - DISMISSED_RIVALS)
         reviews = items_within(every_review, Status.NEEDS_REVIEW, since=now - REVIEW_HORIZON)
         report.reviews_open = len(reviews)
         # Documents that may be a review's stay out of the foreign sweep (and so in the unjoined index) meanwhile.

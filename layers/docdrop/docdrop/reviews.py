@@ -25,6 +25,8 @@ MARGIN_BEFORE = timedelta(minutes=1)
 MARGIN_AFTER = timedelta(minutes=10)
 # Reviews older than this are a person's: no new candidate can fall inside their window any more.
 REVIEW_HORIZON = timedelta(days=7)
+# A review dismissed within this long stays a rival for the documents the EMR files since (its attempt may be theirs).
+DISMISSED_RIVALS = timedelta(days=30)
 
 
 @dataclasses.dataclass(frozen=True)
