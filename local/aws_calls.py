@@ -8,8 +8,7 @@ not DocDrop's, even when shipped code called the test back). Whose call it is:
 - in a local stack's worker (local.worker), the worker's function, for every call (a worker runs nothing else);
 - elsewhere, the outermost shipped frame: functions/<name>/app.py or the domain module a handler hands its work to
   (docdrop.uploader, .webhook, .outcomes, .reconciler), or the operator CLI's command ("operator:retry"); a call
-  whose outermost
-  shipped frame is another domain module (a ledger test's) is nobody's, and left out.
+  whose outermost shipped frame is another domain module (a ledger test's) is nobody's, and left out.
 
 Each distinct call is one JSON line: function, service, operation, and the request values IAM reads: the table, index
 and partition key's kind (never the key itself), the bucket and the key's folder (never the file's name: it may carry
@@ -31,7 +30,6 @@ from typing import Any
 import botocore.client
 
 ENVIRONMENT = "DOCDROP_AWS_CALLS"  # the file a worker records into (set by the test session, inherited by workers)
-FUNCTION_ENVIRONMENT = "DOCDROP_AWS_CALLS_FUNCTION"
 
 ROOT = Path(__file__).resolve().parent.parent
 _DOMAIN = str(ROOT / "layers" / "docdrop" / "docdrop") + os.sep

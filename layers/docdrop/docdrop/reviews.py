@@ -64,10 +64,10 @@ def candidates_for(
 ) -> list[Candidates]:
     """Each review with evidence, and its candidates; `unique` only when each side has exactly one.
 
-    A document's rivals are every other open review (`rivals`: all of them, however old; by default `reviews`) whose
-    attempt could have sent it: the same patient and folder, sent before the document's outcome was created. Not only
-    those whose window holds it: the EMR may file a document hours or days after its upload, and then an earlier lost
-    attempt is as likely its sender as the one whose window it falls in.
+    A document's rivals are every other review in `rivals` (the reconciler's: every open one however old, and those
+    dismissed lately; by default `reviews`) whose attempt could have sent it: the same patient and folder, sent before
+    the document's outcome was created. Not only those whose window holds it: the EMR may file a document hours or
+    days after its upload, and then an earlier lost attempt is as likely its sender as the one whose window it falls in.
 
     `in_flight` (object items RECEIVED or SUBMITTED) are rivals too: a document one of them names is no candidate, and
     an upload of the same patient and folder still in flight (its answer not yet recorded) may be the document's
