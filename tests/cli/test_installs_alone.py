@@ -24,7 +24,9 @@ def test_the_cli_package_installs_alone_into_a_fresh_virtualenv_and_reads_a_loca
     shutil.copytree(REPO / "cli", source / "cli", ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     shutil.copytree(REPO / "layers" / "docdrop" / "docdrop", source / "layers" / "docdrop" / "docdrop")
     environment = tmp_path / "venv"
-    venv.EnvBuilder(with_pip=True).create(environment)
+    # Linked, as `python -m venv` does: a copied interpreter can still be open for writing in a child another thread
+    # forked meanwhile (the stack's workers), and its first run then fails with "Text file busy".
+    venv.EnvBuilder(with_pip=True, symlinks=True).create(environment)
     python, docdrop = environment / "bin" / "python", environment / "bin" / "docdrop"
     install = subprocess.run(
         [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(source / "cli")],

@@ -25,7 +25,16 @@ import pytest
 from botocore.exceptions import ClientError
 from docdrop.accounts import CobaltAccount, CobaltAccounts
 from docdrop.breaker import BreakerSettings
-from docdrop.ledger import EVIDENCE_STATE, OPEN_STATE, DocumentLedger, LedgerError, ObjectRef, Status
+from docdrop.ledger import (
+    EVIDENCE_STATE,
+    OPEN_STATE,
+    RESEND_APPROVED,
+    RESENDABLE,
+    DocumentLedger,
+    LedgerError,
+    ObjectRef,
+    Status,
+)
 from docdrop.ledger_expression import plain
 from docdrop.outcomes import OutcomeJoiner
 from docdrop.reconciler import Deadlines, Reconciler
@@ -222,6 +231,22 @@ class DocDropModel(RuleBasedStateMachine):
         self.versions.append(version)
         self.s3.versions[(key, version.ref.version_id)] = version
         self._enqueue(version)
+
+    # The same file, patient and folder put again under the same key, once or twice at once (an SDK retrying a
+    # PutObject, a scanner sending twice), most often after one that ended FAILED: the versions that race for the
+    # fingerprint of a file whose first version was refused, or filed and then refused by the EMR.
+    @precondition(lambda self: bool(self.versions))
+    @rule(data=st.data(), times=st.sampled_from([1, 2, 2]))
+    def a_producer_puts_the_same_file_again(self, data: st.DataObject, times: int) -> None:
+        failed = [o["object_id"] for o in self._in_status(Status.FAILED)]
+        pool = [v for v in self.versions if v.object_id in failed] or self.versions
+        original = data.draw(st.sampled_from(pool))
+        for _ in range(times):
+            ref = ObjectRef(BUCKET, original.ref.key, f"v{self._next()}")
+            version = Version(ref, original.content, original.mrn, original.folder, tagged=True)
+            self.versions.append(version)
+            self.s3.versions[(ref.key, ref.version_id)] = version
+            self._enqueue(version)
 
     @precondition(lambda self: any(not v.tagged for v in self.versions))
     @rule(data=st.data())
@@ -506,6 +531,11 @@ class DocDropModel(RuleBasedStateMachine):
                 assert item.get("open_at") and not item.get("expires_at"), f"open object {object_id} may expire"
             if status is Status.RECEIVED:
                 assert item.get("lease_until"), f"claim {object_id} has no lease"
+            # A person's approval to send again belongs to the review or duplicate it was given for: kept past it, a
+            # later redelivery would take it as an approval to send a settled version (a loop, or a second copy).
+            assert not item.get(RESEND_APPROVED) or status in RESENDABLE, (
+                f"object {object_id} is {status} and still carries a person's approval to send it again"
+            )
         for message in self.dlq:  # the dead-letter queue's alarm means "Cobalt stayed unavailable", never a loop
             item = objects.get(message.version.object_id) or {}
             if message.last_end == "retry":
