@@ -55,8 +55,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         max_body_bytes=settings.max_body_bytes,
         fingerprint_key=fingerprint_key.key_bytes if fingerprint_key else None,
     )
-    # Logs carry the event id and the outcome of handling it, never the body (it holds the MRN).
-    logger.info("webhook handled", status=answer.status_code, result=answer.body, event_id=headers.get("webhook-id"))
+    # Logs carry the outcome and, once the signature holds, the signed event id: never the body (it holds the MRN), and
+    # never a header anyone with the URL could fill.
+    logger.info("webhook handled", status=answer.status_code, result=answer.body, event_id=answer.event_id)
     return {
         "statusCode": answer.status_code,
         "headers": {"content-type": "application/json"},

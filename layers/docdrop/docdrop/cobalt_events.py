@@ -16,11 +16,19 @@ from docdrop.ledger import OUTCOMES, OutcomeEvent
 # Cobalt's ids are short (document ids have 16 digits); DynamoDB refuses key values over 2 KB. Anything longer is
 # a malformed event, refused before it reaches the ledger, never a write that fails and is answered "retry".
 MAX_ID_CHARS = 256
+# Cobalt is JavaScript: every number it signs is a double, exact only below 2**53.
+JS_SAFE_INTEGER_LIMIT = 2**53
 
 
 def usable_id(value: Any) -> str | None:
-    """A string or integer id of at most MAX_ID_CHARS characters, as text; None for anything else."""
+    """A string or integer id of at most MAX_ID_CHARS characters, as text; None for anything else.
+
+    An integer must be one JavaScript holds exactly (below 2**53): a signature over JSON.stringify's form verifies
+    a larger one and its neighbours alike, so it would name no one document.
+    """
     if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    if isinstance(value, int) and abs(value) >= JS_SAFE_INTEGER_LIMIT:
         return None
     text = str(value)
     return text if 0 < len(text) <= MAX_ID_CHARS else None
@@ -30,7 +38,7 @@ def envelope_from_log_item(item: Mapping[str, Any]) -> dict[str, Any] | None:
     """One event-log item in the webhook's envelope shape; None when it has no usable id or type."""
     event_id = item.get("id", item.get("event_id"))
     event_type = item.get("type", item.get("event_type"))
-    if not isinstance(event_id, str | int) or isinstance(event_id, bool) or not isinstance(event_type, str):
+    if usable_id(event_id) is None or not isinstance(event_type, str):
         return None
     data = item.get("data")
     return {
@@ -44,7 +52,7 @@ def envelope_from_log_item(item: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def outcome_event_from(
-    envelope: Mapping[str, Any], *, attempt: int | None = None, source: str = "webhook", created_fallback: str = ""
+    envelope: Mapping[str, Any], *, attempt: int | None = None, source: str = "webhook"
 ) -> OutcomeEvent | None:
     """The document outcome an envelope carries; None when it is not a document outcome or has no document id."""
     event_type = envelope.get("type")
@@ -68,7 +76,7 @@ def outcome_event_from(
         event_id=str(envelope["id"]),
         event_type=str(event_type),
         document_id=document_id,
-        created=str(envelope.get("created") or created_fallback),
+        created=str(envelope.get("created") or ""),  # signed, or unknown: never an unsigned header
         failure_reason=str(failure_reason) if failure_reason else None,
         reasons=reasons,
         job_id=str(job_id) if job_id is not None else None,

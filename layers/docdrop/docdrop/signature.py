@@ -13,6 +13,8 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # An array index in JavaScript: a canonical non-negative integer below 2**32 - 1. Objects list these keys first.
 _ARRAY_INDEX = re.compile(r"0|[1-9][0-9]{0,9}")
 _MAX_ARRAY_INDEX = 2**32 - 2
+# Cobalt's header: an HMAC-SHA256 in hex. Anything else is refused before the body is read.
+_SIGNATURE = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def _js_number(value: float) -> str:
@@ -86,6 +88,21 @@ def js_json_stringify(value: Any) -> str:
     return _js_value(value)
 
 
+def well_formed_signature(header: str | None) -> bool:
+    """True when `header` can be an HMAC-SHA256 in hex (64 digits, around spaces): worth checking against a secret."""
+    return header is not None and _SIGNATURE.fullmatch(header.strip()) is not None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(raw: bytes | str) -> Any:
+    """A body as JSON, refusing NaN and the infinities, which Python accepts and JSON.stringify writes as null: a signed
+    null could otherwise be replaced by them and still verify."""
+    return json.loads(raw, parse_constant=_no_constant)
+
+
 def sign_payload(secret: str, payload: bytes) -> str:
     """Cobalt's `cobalt-verification` header value for these bytes."""
     return hmac.new(secret.encode("utf-8"), payload, hashlib.sha256).hexdigest()
@@ -96,12 +113,12 @@ def verify_cobalt_signature(raw_body: bytes, signature: str | None, secrets: Ite
 
     Comparison is constant-time; a body that is not JSON is checked over its raw bytes only.
     """
-    if not signature:
+    if signature is None or not well_formed_signature(signature):
         return False
     candidate = signature.strip().lower().encode("ascii", "replace")
     bodies = [raw_body]
     try:
-        restringified = js_json_stringify(json.loads(raw_body)).encode("utf-8", "surrogatepass")
+        restringified = js_json_stringify(parse_json(raw_body)).encode("utf-8", "surrogatepass")
     except (ValueError, TypeError, RecursionError, OverflowError):  # not JSON JavaScript could re-serialise
         restringified = None
     if restringified is not None and restringified != raw_body:

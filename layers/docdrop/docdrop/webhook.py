@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from docdrop.cobalt_events import outcome_event_from, usable_id
+from docdrop.cobalt_events import MAX_ID_CHARS, outcome_event_from, usable_id
 from docdrop.evidence import outcome_fingerprint
 from docdrop.ledger import OUTCOMES, DocumentLedger, LedgerError, LedgerRefusedItem, parse_moment
 from docdrop.observability import MetricName
-from docdrop.signature import verify_cobalt_signature
+from docdrop.signature import parse_json, verify_cobalt_signature, well_formed_signature
 
 # Event families counted when ignored: a bounded set of metric dimension values, whatever Cobalt sends.
 KNOWN_FAMILIES = frozenset({"appointment", "patient", "note", "task", "access_token", "document", "provider", "order"})
@@ -26,6 +25,7 @@ class MetricSink(Protocol):
 class WebhookAnswer:
     status_code: int
     body: dict[str, Any]
+    event_id: str | None = None  # the signed body's event id, capped at MAX_ID_CHARS; None before the signature holds
 
 
 # Cobalt keeps a rotated secret valid for 24 hours; so does DocDrop, no longer (a leaked old one could forge outcomes).
@@ -81,31 +81,44 @@ def handle_cobalt_webhook(
         metrics.add_metric(MetricName.WEBHOOK_BAD_REQUEST, "Count", 1)
         return WebhookAnswer(413, {"error": "payload too large"})
     signature = headers.get("cobalt-verification")
+    if not well_formed_signature(signature):  # refused before the body or a secret is read
+        metrics.add_metric(MetricName.WEBHOOK_INVALID_SIGNATURE, "Count", 1)
+        return WebhookAnswer(401, {"error": "invalid signature"})
     # On a mismatch the secret may have been rotated since it was cached: read it once more before refusing.
     if not verify_cobalt_signature(raw_body, signature, signing_secrets(load_secrets(False))):
-        fresh = load_secrets(True) if signature else {}
-        if not signature or not verify_cobalt_signature(raw_body, signature, signing_secrets(fresh)):
-            if signature and rotation_in_progress(fresh):  # Cobalt retries a 5xx once, after 1 s
+        fresh = load_secrets(True)
+        if not verify_cobalt_signature(raw_body, signature, signing_secrets(fresh)):
+            if rotation_in_progress(fresh):  # Cobalt retries a 5xx once, after 1 s
                 metrics.add_metric(MetricName.WEBHOOK_DEFERRED_FOR_ROTATION, "Count", 1)
                 return WebhookAnswer(503, {"error": "the signing secret is being rotated; retry"})
             metrics.add_metric(MetricName.WEBHOOK_INVALID_SIGNATURE, "Count", 1)
             return WebhookAnswer(401, {"error": "invalid signature"})
     try:
-        event = json.loads(raw_body)
+        event = parse_json(raw_body)
     except (ValueError, RecursionError):
         event = None
     if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
         metrics.add_metric(MetricName.WEBHOOK_BAD_REQUEST, "Count", 1)
         return WebhookAnswer(400, {"error": "body must be a JSON event with id and type"})
+    answer = _handle_signed_event(event, headers, ledger=ledger, metrics=metrics, fingerprint_key=fingerprint_key)
+    return dataclasses.replace(answer, event_id=event["id"][:MAX_ID_CHARS])
+
+
+def _handle_signed_event(
+    event: dict[str, Any],
+    headers: Mapping[str, str],
+    *,
+    ledger: DocumentLedger,
+    metrics: MetricSink,
+    fingerprint_key: Callable[[], bytes] | None,
+) -> WebhookAnswer:
     event_type: str = event["type"]
     raw_data = event.get("data")
     data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}
     try:
         if event_type in OUTCOMES:
             attempt = _attempt(headers.get("webhook-attempt"))
-            outcome = outcome_event_from(
-                event, attempt=attempt, created_fallback=headers.get("webhook-timestamp") or ""
-            )
+            outcome = outcome_event_from(event, attempt=attempt)
             if outcome is None:
                 metrics.add_metric(MetricName.WEBHOOK_BAD_REQUEST, "Count", 1)
                 return WebhookAnswer(400, {"error": "document event without a usable data.document_id"})
