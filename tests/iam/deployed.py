@@ -78,9 +78,13 @@ class Deployed:
 
     template: dict[str, Any]
     stack: str = STACK
+    given: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # parameter values other than the defaults
 
     def __post_init__(self) -> None:
         self.parameters = {name: p.get("Default", "") for name, p in self.template.get("Parameters", {}).items()}
+        unknown = set(self.given) - set(self.parameters)
+        assert not unknown, f"template.yaml has no parameter {sorted(unknown)}"
+        self.parameters.update(self.given)
         self.parameters.update(PSEUDO)
         self.parameters.update({"AWS::StackName": self.stack, "AWS::StackId": STACK_ID.replace(STACK, self.stack, 1)})
         self.conditions: dict[str, bool] = {}

@@ -1,0 +1,153 @@
+"""What a HIPAA auditor reads in the stack as CloudFormation deploys it (tests/iam/deployed), parameter by parameter:
+how long each store keeps PHI, who may use the key, what the webhook may cost, and that the ledger is backed up and
+watched. Decisions on policies come from @cloud-copilot/iam-simulate, as in test_deployed_permissions."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from docdrop.reconciler import PassReport, Reconciler
+
+from tests.iam.deployed import ACCOUNT, REGION, Deployed, deployed
+from tests.iam.requests import Request, simulate
+
+HOURS_A_DAY = 24
+
+
+def _given(**parameters: Any) -> Deployed:
+    return Deployed(deployed().template, given={k: str(v) for k, v in parameters.items()})
+
+
+def _parameter(name: str) -> dict[str, Any]:
+    found: dict[str, Any] = deployed().template["Parameters"][name]
+    return found
+
+
+def _lifecycle(template: Deployed) -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = template.properties("InboxBucket")["LifecycleConfiguration"]["Rules"]
+    return [r for r in rules if r.get("Status") == "Enabled"]
+
+
+# ----- logs ---------------------------------------------------------------------------------------------------------
+def test_every_log_group_keeps_a_year_by_default_and_what_the_parameter_says() -> None:
+    assert _parameter("LogRetentionDays")["Default"] >= 365
+    for template, days in ((deployed(), 365), (_given(LogRetentionDays=2192), 2192)):
+        groups = template.of_type("AWS::Logs::LogGroup")
+        assert groups and {int(template.properties(g)["RetentionInDays"]) for g in groups} == {days}
+
+
+def test_the_key_lets_cloudwatch_logs_encrypt_this_stacks_log_groups_and_no_other() -> None:
+    template = deployed()
+    key = template.arn("DataKey")
+    logs = f"logs.{REGION}.amazonaws.com"
+    own = [template.arn(g).removesuffix(":*") for g in template.of_type("AWS::Logs::LogGroup")]
+    others = [
+        f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/someone-elses-function",
+        f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/docdrop/another-stack/webhook",
+    ]
+    requests = [
+        Request(logs, "kms:GenerateDataKey", key, (("kms:EncryptionContext:aws:logs:arn", group),))
+        for group in own + others
+    ]
+    decisions = simulate(requests, template)
+    assert decisions[: len(own)] == ["Allowed"] * len(own)
+    assert "Allowed" not in decisions[len(own) :], dict(zip(others, decisions[len(own) :], strict=True))
+
+
+# ----- the inbox ----------------------------------------------------------------------------------------------------
+def test_documents_expire_from_the_inbox_after_its_retention_and_then_their_delete_markers() -> None:
+    default = _parameter("InboxRetentionDays")["Default"]
+    for template, days in ((deployed(), default), (_given(InboxRetentionDays=90), 90)):
+        rules = _lifecycle(template)
+        assert [int(r["ExpirationInDays"]) for r in rules if "ExpirationInDays" in r] == [days]
+        assert any(r.get("NoncurrentVersionExpiration", {}).get("NoncurrentDays") for r in rules)
+        assert any(r.get("ExpiredObjectDeleteMarker") is True for r in rules)
+
+
+def test_no_inbox_retention_the_template_accepts_expires_a_document_before_it_can_settle() -> None:
+    """CloudFormation refuses a value under a parameter's MinValue; no tag wait plus retry it accepts is longer."""
+    shortest = _parameter("InboxRetentionDays")["MinValue"] * HOURS_A_DAY
+    longest_tag_wait = _parameter("TagWaitHours")["MaxValue"]
+    longest_retry = max(int(h) for h in _parameter("MaxRetryHours")["AllowedValues"])
+    assert shortest > longest_tag_wait + longest_retry
+    assert _parameter("InboxRetentionDays")["Default"] >= _parameter("InboxRetentionDays")["MinValue"]
+
+
+# ----- the webhook's cost -------------------------------------------------------------------------------------------
+def test_the_webhooks_concurrency_is_bounded_by_a_parameter_that_reserves_nothing_by_default() -> None:
+    assert "ReservedConcurrentExecutions" not in deployed().properties("WebhookFunction")  # a limit-10 account
+    bounded = _given(WebhookReservedConcurrency=10)
+    assert int(bounded.properties("WebhookFunction")["ReservedConcurrentExecutions"]) == 10
+    others = [f for f in bounded.of_type("AWS::Lambda::Function") if f != "WebhookFunction"]
+    assert others and all("ReservedConcurrentExecutions" not in bounded.properties(f) for f in others)
+
+
+# ----- backups and alarms -------------------------------------------------------------------------------------------
+def test_the_ledger_is_backed_up_daily_into_a_vault_under_the_stacks_key_unless_turned_off() -> None:
+    template = deployed()
+    [selection] = template.of_type("AWS::Backup::BackupSelection")
+    chosen = template.properties(selection)["BackupSelection"]
+    assert chosen["Resources"] == [template.arn("LedgerTable")]
+    [vault] = template.of_type("AWS::Backup::BackupVault")
+    assert template.properties(vault)["EncryptionKeyArn"] == template.arn("DataKey")
+    assert template.resources[vault]["DeletionPolicy"] == "Retain"
+    [rule] = template.properties(template.of_type("AWS::Backup::BackupPlan")[0])["BackupPlan"]["BackupPlanRule"]
+    assert rule["ScheduleExpression"].startswith("cron(") and int(rule["Lifecycle"]["DeleteAfterDays"]) == 35
+    assert not _given(BackupLedger="false").of_type("AWS::Backup::BackupSelection")
+
+
+def test_aws_backup_may_back_up_the_encrypted_ledger_with_the_role_the_stack_gives_it() -> None:
+    template = deployed()
+    [selection] = template.of_type("AWS::Backup::BackupSelection")
+    role_arn = template.properties(selection)["BackupSelection"]["IamRoleArn"]
+    role = next(r for r in template.of_type("AWS::IAM::Role") if template.arn(r) == role_arn)
+    table, key = template.arn("LedgerTable"), template.arn("DataKey")
+    via_dynamodb = (("kms:ViaService", f"dynamodb.{REGION}.amazonaws.com"),)
+    requests = [
+        Request(role, "dynamodb:StartAwsBackupJob", table),
+        Request(role, "dynamodb:CreateBackup", table),
+        Request(role, "dynamodb:DescribeTable", table),
+        Request(role, "kms:Decrypt", key, via_dynamodb),
+        Request(role, "kms:GenerateDataKey", key, via_dynamodb),
+        Request(role, "kms:DescribeKey", key),
+    ]
+    decisions = simulate(requests, template)
+    assert decisions == ["Allowed"] * len(requests), dict(zip((r.action for r in requests), decisions, strict=True))
+
+
+class _Figures:
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+
+    def add_metric(self, name: str, unit: str, value: float) -> None:
+        self.names.add(str(name))
+
+
+def _figures_of_a_pass() -> set[str]:
+    """The metrics every reconciler pass that ran publishes, whatever it found (Reconciler._count)."""
+    figures = _Figures()
+    counter: Any = dataclasses.make_dataclass("Counting", [("_metrics", Any)])(figures)
+    Reconciler._count(counter, PassReport())
+    assert len(figures.names) > 10
+    return figures.names
+
+
+def test_an_hour_without_a_reconciler_pass_tells_the_alarm_topic() -> None:
+    """Every open-loop alarm reads the reconciler's figures and treats missing data as fine: one alarm must say that
+    the figures stopped arriving (INSUFFICIENT_DATA), over a range no allowed schedule leaves empty."""
+    template = deployed()
+    gap = 60 * int(_parameter("ReconcileEveryMinutes")["MaxValue"])  # the longest wait between passes
+    topic = template.ref("AlarmTopic")
+    watching = []
+    for alarm in template.of_type("AWS::CloudWatch::Alarm"):
+        p = template.properties(alarm)
+        dimensions = {d["Name"]: d["Value"] for d in p.get("Dimensions", [])}
+        if p.get("Namespace") != "DocDrop" or dimensions.get("service") != "reconciler":
+            continue
+        if p["MetricName"] not in _figures_of_a_pass() or topic not in p.get("InsufficientDataActions", []):
+            continue
+        assert p["TreatMissingData"] == "missing", alarm
+        assert int(p["Period"]) * int(p["EvaluationPeriods"]) >= gap, alarm
+        watching.append(alarm)
+    assert watching, "no alarm tells the topic when the reconciler's figures stop arriving"
