@@ -32,7 +32,7 @@ import boto3
 from docdrop.filetype import MAX_DOCUMENT_BYTES
 from docdrop.ledger import TERMINAL, DocumentLedger, DocumentView, ObjectRef, Status
 from docdrop.s3_events import s3_notification
-from docdrop_cli.output import shorten, write_table
+from docdrop_cli.output import mask_mrn, shorten, write_table
 
 from local.samples import jpeg_bytes, pdf_bytes, png_bytes
 from local.stack import STATE_DIR, LocalStack, StackAlreadyRunning, StackInfo, StackOptions
@@ -166,12 +166,6 @@ def samples() -> list[Sample]:
 
 # Seconds: short enough for the demo's samples to show the reconciler's work (AWS: the template's parameters).
 DEMO_DEADLINES = {"reconcile_every": 5.0, "outcome_grace": 20.0, "stale_after": 120.0, "tag_wait": 30.0}
-
-
-def mask_mrn(mrn: str | None) -> str:
-    if not mrn:
-        return "-"
-    return "*" * max(0, len(mrn) - 2) + mrn[-2:]
 
 
 @dataclasses.dataclass

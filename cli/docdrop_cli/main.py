@@ -100,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--limit", type=positive_int, default=50, help="at most this many (default 50)")
     status.add_argument("--summary", action="store_true", help="counts, oldest open item, drop-to-outcome p50/p99")
     status.add_argument("--account", help="only this Cobalt account's objects")
+    status.add_argument("--show-keys", action="store_true", help="object keys (may hold names; ids by default)")
+    status.add_argument("--show-mrn", action="store_true", help="Cobalt's reasons in clear (numbers masked by default)")
     shape = status.add_mutually_exclusive_group()
     shape.add_argument("--json", action="store_true", help="JSON instead of a table")
     shape.add_argument("--csv", action="store_true", help="CSV instead of a table")
@@ -201,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     review.add_argument("--json", action="store_true", help="JSON instead of a table")
     review.add_argument("--limit", type=positive_int, default=50, help="at most this many (default 50)")
-    review.add_argument("--show-mrn", action="store_true", help="show MRNs in clear (masked by default)")
+    review.add_argument("--show-mrn", action="store_true", help="MRNs, Cobalt's reasons in clear (masked by default)")
+    review.add_argument("--show-keys", action="store_true", help="object keys (they may hold names; ids by default)")
 
     resolve = command(
         "resolve",

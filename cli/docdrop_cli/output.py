@@ -9,6 +9,7 @@ import csv
 import dataclasses
 import io
 import json
+import re
 import shutil
 import signal
 import sys
@@ -50,6 +51,33 @@ def plain_value(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
+    return value
+
+
+# A run of digits long enough to be an MRN (or a birth date, a phone number) quoted in a reason Cobalt or the EMR wrote.
+_IDENTIFIER = re.compile(r"\d{4,}")
+# The fields of a ledger item, history entry or Cobalt event that hold free text from Cobalt or the EMR.
+REASON_FIELDS = frozenset({"reason", "failure_reason", "description", "message", "what_went_wrong", "cobalt_error"})
+
+
+def mask_mrn(mrn: str | None) -> str:
+    """An MRN as a person may see it by default: all but its last two characters hidden."""
+    if not mrn:
+        return "-"
+    return "*" * max(0, len(mrn) - 2) + mrn[-2:]
+
+
+def mask_reasons(value: Any) -> Any:
+    """`value` with every digit run of 4 or more in its reason fields masked as MRNs are (a reason may quote one)."""
+    if isinstance(value, Mapping):
+        return {
+            k: _IDENTIFIER.sub(lambda m: mask_mrn(m.group()), v)
+            if k in REASON_FIELDS and isinstance(v, str)
+            else mask_reasons(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [mask_reasons(v) for v in value]
     return value
 
 

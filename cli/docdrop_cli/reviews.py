@@ -10,7 +10,7 @@ from typing import Any, TextIO
 
 from docdrop.ledger import DocumentLedger, Status
 
-from docdrop_cli.output import OperatorError, shorten, write_json, write_table
+from docdrop_cli.output import OperatorError, mask_mrn, mask_reasons, shorten, write_json, write_table
 from docdrop_cli.sending import enqueue
 from docdrop_cli.status import versions_of
 from docdrop_cli.target import Target, resolve_target
@@ -109,11 +109,11 @@ def review_command(args: argparse.Namespace, out: TextIO) -> int:
         rows.append(
             {
                 "object_id": review["object_id"],
-                "key": review.get("key"),
+                **({"key": review.get("key")} if args.show_keys else {}),
                 "version_id": review.get("version_id"),
                 "mrn": _mrn(target, review, args.show_mrn),
                 "attempt_sent_at": review.get("attempt_sent_at"),
-                "what_went_wrong": review.get("reason"),
+                "what_went_wrong": review.get("reason") if args.show_mrn else mask_reasons(review).get("reason"),
                 "candidates": [
                     {"document_id": d["document_id"], "outcome": d.get("outcome"), "created": d.get("outcome_created")}
                     for d in (found.documents if found else ())
@@ -132,14 +132,15 @@ def review_command(args: argparse.Namespace, out: TextIO) -> int:
         table.append(
             [
                 str(row["object_id"]),
-                shorten(str(row["key"]), 40),
+                *([shorten(str(row["key"]), 40)] if args.show_keys else []),
                 str(row["mrn"]),
                 str(row["attempt_sent_at"] or "-")[:19],
                 shorten(str(row["what_went_wrong"]), 50),
                 candidates,
             ]
         )
-    write_table(["object id", "key", "MRN", "sent", "what went wrong", "candidates"], table, out)
+    header = ["object id", *(["key"] if args.show_keys else []), "MRN", "sent", "what went wrong", "candidates"]
+    write_table(header, table, out)
     out.write(
         "Decide with: docdrop resolve OBJECT_ID --filed DOCUMENT_ID | --not-filed --resend | --dismiss --reason TEXT\n"
     )
@@ -161,4 +162,4 @@ def _mrn(target: Target, review: Mapping[str, Any], show: bool) -> str:
     mrn = next((t["Value"] for t in tags if normalise_key(t["Key"]) == "patient_mrn"), "")
     if not mrn:
         return "-"
-    return mrn if show else "*" * max(0, len(mrn) - 2) + mrn[-2:]
+    return mrn if show else mask_mrn(mrn)

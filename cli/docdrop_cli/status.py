@@ -16,6 +16,7 @@ from docdrop_cli.output import (
     OperatorError,
     age_seconds,
     human_duration,
+    mask_reasons,
     shorten,
     write_csv,
     write_json,
@@ -24,6 +25,7 @@ from docdrop_cli.output import (
 from docdrop_cli.target import Target, resolve_target
 
 COLUMNS = ("key", "version_id", "status", "reason", "document_id", "object_id", "account", "created_at", "updated_at")
+KEY_FIELDS = ("key",)  # object keys may hold patients' names: shown only with --show-keys
 SUMMARY_SAMPLE = 10_000  # outcomes read for the drop-to-outcome percentiles, newest first
 
 
@@ -58,7 +60,10 @@ def status_command(args: argparse.Namespace, out: TextIO) -> int:
     target = resolve_target(args)
     ledger = DocumentLedger(target.client("dynamodb"), target.table)
     if args.summary:
-        write_summary(summarise(ledger, args.since), args.json, out)
+        summary = summarise(ledger, args.since)
+        if not args.show_keys:
+            summary["oldest_open"] = {s: _without_keys(o) for s, o in summary["oldest_open"].items()}
+        write_summary(summary, args.json, out)
         return 0
     if args.document_id:
         found = ledger.lookup_document(args.document_id)
@@ -78,16 +83,26 @@ def status_command(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _without_keys(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k not in KEY_FIELDS}
+
+
 def write_views(views: list[DocumentView], args: argparse.Namespace, out: TextIO) -> None:
+    """Object ids, not keys, unless --show-keys; Cobalt's reasons masked as MRNs are, unless --show-mrn."""
     now = datetime.now(UTC)
+    shown = [dataclasses.asdict(v) for v in views]
+    if not args.show_mrn:
+        shown = mask_reasons(shown)
+    if not args.show_keys:
+        shown = [_without_keys(v) for v in shown]
     if args.json:
-        found = [
-            {**dataclasses.asdict(v), "age_seconds": age_seconds(v.updated_at or v.created_at, now)} for v in views
-        ]
-        write_json(found, out)
+        for row, view in zip(shown, views, strict=True):
+            row["age_seconds"] = age_seconds(view.updated_at or view.created_at, now)
+        write_json(shown, out)
         return
+    columns = [c for c in COLUMNS if args.show_keys or c not in KEY_FIELDS]
     if args.csv:
-        write_csv(COLUMNS, [[_row(v)[c] for c in COLUMNS] for v in views], out)
+        write_csv(columns, [[row[c] for c in columns] for row in shown], out)
         return
     keys = Counter(v.key for v in views)
     several = any(n > 1 for n in keys.values())  # a version column only where a key has several versions
@@ -95,24 +110,20 @@ def write_views(views: list[DocumentView], args: argparse.Namespace, out: TextIO
     header = ["object", *(["version"] if several else []), *(["account"] if accounts else []), "status", "reason"]
     header += ["document id", "age"]
     rows = []
-    for view in views:
+    for view, row in zip(views, shown, strict=True):
         version = [(view.version_id or "-")[:12] if keys[view.key] > 1 else ""] if several else []
         rows.append(
             [
-                view.key or f"(object {view.object_id})",
+                (view.key if args.show_keys else None) or str(view.object_id),
                 *version,
                 *([view.account or "default"] if accounts else []),
                 view.status,
-                shorten(view.reason, 70),
+                shorten(row["reason"], 70),
                 view.document_id or "-",
                 human_duration(age_seconds(view.updated_at or view.created_at, now)),
             ]
         )
     write_table(header, rows, out)
-
-
-def _row(view: DocumentView) -> dict[str, Any]:
-    return {c: getattr(view, c) for c in COLUMNS}
 
 
 def summarise(ledger: DocumentLedger, since: datetime | None) -> dict[str, Any]:

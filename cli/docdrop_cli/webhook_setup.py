@@ -75,7 +75,27 @@ def cobalt_for(target: Target, store: SecretStore, base_url: str | None = None) 
     url = base_url or target.cobalt_base_url
     if not url:
         raise OperatorError("Cobalt's base URL is not known here: give --cobalt-url URL or --stack NAME")
+    if not _private_enough(url):
+        raise OperatorError(f"{url}: the Cobalt credentials go only over https:// (http:// only to this machine)", 2)
     return CobaltClient(url, lambda refresh: credentials, read_timeout=15.0)
+
+
+def _private_enough(url: str) -> bool:
+    """https anywhere; http only to a loopback address (the local sandbox), where nothing crosses a network."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return True
+    if parts.scheme != "http" or not parts.hostname:
+        return False
+    if parts.hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(parts.hostname).is_loopback
+    except ValueError:
+        return False
 
 
 def registered(cobalt: CobaltClient, url: str) -> RegisteredWebhook | None:

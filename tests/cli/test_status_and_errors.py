@@ -13,7 +13,10 @@ from pathlib import Path
 import docdrop_cli.main as cli
 import pytest
 from botocore.exceptions import ClientError
+from docdrop.ledger import DocumentView
+from docdrop_cli import webhook_setup
 from docdrop_cli.output import WorkProgress
+from docdrop_cli.status import write_views
 
 from local.samples import pdf_bytes
 from tests.cli.conftest import CliStack
@@ -28,7 +31,7 @@ def test_status_of_a_key_with_several_versions_shows_a_version_column_and_json_n
     second = stack.put("status/twice.pdf", pdf_bytes("second scan"))
     stack.wait_status(second, "UPLOADED")
 
-    table = stack.docdrop("status", "--key", first.key)
+    table = stack.docdrop("status", "--key", first.key, "--show-keys")
     assert table.code == 0
     header = table.out.splitlines()[0].split()
     assert header[:3] == ["object", "version", "status"]
@@ -48,7 +51,7 @@ def test_status_filters_by_age_and_writes_csv(cli_stack: CliStack) -> None:
     stack = cli_stack
     ref = stack.put("status/recent.pdf")
     stack.wait_status(ref, "UPLOADED")
-    recent = stack.docdrop("status", "--status", "UPLOADED", "--since", "10m", "--csv", "--limit", "500")
+    recent = stack.docdrop("status", "--status", "UPLOADED", "--since", "10m", "--csv", "--limit", "500", "--show-keys")
     rows = list(csv.DictReader(io.StringIO(recent.out)))
     assert recent.code == 0 and ref.key in {r["key"] for r in rows}
     assert set(rows[0]) == {
@@ -189,3 +192,53 @@ def test_progress_in_a_pipe_is_plain_lines_with_counts_and_an_eta() -> None:
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("backfill: 1/4 (1 queued), ETA")
     assert lines[1].startswith("backfill: 2/4 (1 queued, 1 already_in_ledger), ETA")
+
+
+def _listed(view: DocumentView, *flags: str) -> dict[str, str]:
+    """`view` as status prints it: the table, the JSON and the CSV, with `flags`."""
+    shown = {}
+    for shape in ("table", "json", "csv"):
+        args = cli.build_parser().parse_args(["status", *flags, *([f"--{shape}"] if shape != "table" else [])])
+        out = io.StringIO()
+        write_views([view], args, out)
+        shown[shape] = out.getvalue()
+    return shown
+
+
+def test_status_shows_object_ids_not_keys_and_masks_numbers_in_cobalts_reasons_unless_asked() -> None:
+    view = DocumentView(
+        status="FAILED",
+        reason="Patient MRN 4455667788 not found in the EMR",
+        object_id="0123456789abcdef0123456789abcdef",
+        bucket="inbox-bucket",
+        key="inbox/Jane Roe.pdf",
+        version_id="v1",
+        document_id="9988776655443322",
+        job_id=None,
+        created_at="2026-12-01T09:00:00+00:00",
+        updated_at="2026-12-01T09:01:00+00:00",
+        history=[{"status": "FAILED", "reason": "Cobalt: patient 4455667788 unknown"}],
+        events=[{"type": "document.upload_failed", "failure_reason": "No chart for 4455667788"}],
+    )
+    for shape, text in _listed(view).items():
+        assert "Jane Roe" not in text and "4455667788" not in text, shape
+        assert "********88" in text and "0123456789abcdef" in text, shape
+    for shape, text in _listed(view, "--show-keys", "--show-mrn").items():
+        assert "Jane Roe" in text and "4455667788" in text, shape
+    summary = json.loads(_listed(view, "--show-keys")["json"])[0]
+    assert summary["history"][0]["reason"] == "Cobalt: patient ********88 unknown"  # masked without --show-mrn
+
+
+@pytest.mark.parametrize("url", ["http://api.example.test/v1", "http://10.0.0.5:8080/v1", "ftp://api.example.test/v1"])
+def test_the_cli_refuses_a_cobalt_url_the_credentials_would_cross_a_network_in_clear(
+    cli_stack: CliStack, url: str
+) -> None:
+    run = cli_stack.docdrop("register-webhook", "--cobalt-url", url, "--url", "https://hooks.example.test/x", "--json")
+    assert run.code == 2 and "only over https://" in run.err, run.err
+
+
+@pytest.mark.parametrize(
+    "url", ["https://api.usecobalt.com/v1", "http://127.0.0.1:4010/v1", "http://localhost:4010", "http://[::1]:4010"]
+)
+def test_https_anywhere_and_http_to_this_machine_are_accepted_as_the_cobalt_url(url: str) -> None:
+    assert webhook_setup._private_enough(url)

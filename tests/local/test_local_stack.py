@@ -94,7 +94,7 @@ def test_keep_running_serves_documents_dropped_by_hand_until_interrupted(tmp_pat
             time.sleep(1)
         assert rows and rows[0]["status"] == "UPLOADED", rows
         document_id = rows[0]["document_id"]
-        code, text = _status(stack_file, "--json", "--document-id", document_id)
+        code, text = _status(stack_file, "--json", "--document-id", document_id, "--show-keys")
         assert code == 0 and json.loads(text)[0]["key"] == key
         # A lookup shows the outcome at once; the listing follows once the stream has joined it (its own invocation).
         while time.monotonic() < deadline:
@@ -147,7 +147,8 @@ def test_cobalt_url_points_the_stack_at_another_server_and_receives_its_webhooks
         deadline = time.monotonic() + 60
         rows: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
-            rows = json.loads(_status(tmp_path / "local-stack.json", "--json", "--status", "UPLOADED")[1])
+            listed = _status(tmp_path / "local-stack.json", "--json", "--status", "UPLOADED", "--show-keys")
+            rows = json.loads(listed[1])
             if rows:
                 break
             time.sleep(0.5)
