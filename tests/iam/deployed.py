@@ -85,6 +85,9 @@ class Deployed:
         unknown = set(self.given) - set(self.parameters)
         assert not unknown, f"template.yaml has no parameter {sorted(unknown)}"
         self.parameters.update(self.given)
+        for name, declared in self.template.get("Parameters", {}).items():  # a list parameter's Ref is a list
+            if declared.get("Type") == "CommaDelimitedList" and isinstance(self.parameters[name], str):
+                self.parameters[name] = [v.strip() for v in self.parameters[name].split(",")]
         self.parameters.update(PSEUDO)
         self.parameters.update({"AWS::StackName": self.stack, "AWS::StackId": STACK_ID.replace(STACK, self.stack, 1)})
         self.conditions: dict[str, bool] = {}
@@ -106,9 +109,10 @@ class Deployed:
         given = resource.get("Properties", {}).get(prop) if prop else None
         return str(self.resolve(given)) if given is not None else f"{self.stack[:20]}-{logical[:20]}-PRETEND1234"
 
-    def ref(self, logical: str) -> str:
+    def ref(self, logical: str) -> Any:
         if logical in self.parameters:
-            return str(self.parameters[logical])
+            value = self.parameters[logical]
+            return value if isinstance(value, list) else str(value)
         kind = self.type_of(logical)
         if kind == "AWS::SQS::Queue":
             return f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{self.name(logical)}"
@@ -151,7 +155,7 @@ class Deployed:
         if attribute in ("QueueName", "TopicName", "Name"):
             return self.name(logical)
         if attribute == "QueueUrl":
-            return self.ref(logical)
+            return str(self.ref(logical))
         if attribute == "ApiEndpoint":
             return f"https://{self.ref(logical)}.execute-api.{REGION}.amazonaws.com"
         if attribute == "KeyId":

@@ -202,6 +202,10 @@ def simulate(requests: list[Request], deployed: Deployed) -> list[str]:
     for number, request in enumerate(requests):
         if request.principal.endswith(".amazonaws.com"):
             principal, inline, managed = request.principal, list[dict[str, Any]](), list[str]()
+        elif request.principal.startswith("arn:aws:iam::"):  # someone in the account whose own policies allow it all
+            principal, managed = request.principal, []
+            allowed = {"Effect": "Allow", "Action": request.action, "Resource": "*"}
+            inline = [{"name": "AllowsIt", "policy": {"Version": "2012-10-17", "Statement": [allowed]}}]
         elif request.principal.startswith(OPERATOR):
             principal, managed = f"arn:aws:iam::{ACCOUNT}:user/clinic-operator", []
             inline = [
@@ -221,7 +225,7 @@ def simulate(requests: list[Request], deployed: Deployed) -> list[str]:
                 "account": ACCOUNT,
                 "action": request.action,
                 "resource": request.resource,
-                "context": _renamed({"aws:SecureTransport": "true", **request.with_context()}),
+                "context": _renamed({"aws:SecureTransport": "true", **_who(principal), **request.with_context()}),
                 "inline": inline,
                 "managed": managed,
                 "resourcePolicy": _renamed(_resource_policy(policies, request.resource)),
@@ -233,6 +237,14 @@ def simulate(requests: list[Request], deployed: Deployed) -> list[str]:
             request = requests[result["id"]]
             raise RuntimeError(f"iam-simulate refused {request.action} on {request.resource}: {result['errors']}")
     return [str(r["result"]) for r in sorted(results, key=lambda r: r["id"])]
+
+
+def _who(principal: str) -> dict[str, str]:
+    """The keys AWS puts in every request of an IAM principal (a role's session is its role's ARN)."""
+    if not principal.startswith("arn:aws:iam::"):
+        return {}
+    kind = "User" if ":user/" in principal else "AssumedRole"
+    return {"aws:PrincipalArn": principal, "aws:PrincipalAccount": ACCOUNT, "aws:PrincipalType": kind}
 
 
 @functools.cache

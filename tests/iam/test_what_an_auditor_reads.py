@@ -151,3 +151,34 @@ def test_an_hour_without_a_reconciler_pass_tells_the_alarm_topic() -> None:
         assert int(p["Period"]) * int(p["EvaluationPeriods"]) >= gap, alarm
         watching.append(alarm)
     assert watching, "no alarm tells the topic when the reconciler's figures stop arriving"
+
+
+# ----- producers --------------------------------------------------------------------------------------------------
+SCANNER = f"arn:aws:iam::{ACCOUNT}:role/clinic-scanner"
+SOMEONE = f"arn:aws:iam::{ACCOUNT}:user/someone-else"
+
+
+def _puts(template: Deployed, principal: str, *headers: tuple[str, str]) -> str:
+    document = f"{template.arn('InboxBucket')}/inbox/scan.pdf"
+    [decision] = simulate([Request(principal, "s3:PutObject", document, headers)], template)
+    return decision
+
+
+def test_documents_are_written_with_the_stacks_key_or_refused() -> None:
+    template = deployed()
+    key = template.arn("DataKey")
+    other_key = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/00000000-0000-0000-0000-000000000000"
+    kms = ("s3:x-amz-server-side-encryption", "aws:kms")
+    assert _puts(template, SCANNER) == "Allowed"  # no header: the bucket's default, the stack's key
+    assert _puts(template, SCANNER, kms) == "Allowed"
+    assert _puts(template, SCANNER, kms, ("s3:x-amz-server-side-encryption-aws-kms-key-id", key)) == "Allowed"
+    assert _puts(template, SCANNER, ("s3:x-amz-server-side-encryption", "AES256")) == "ExplicitlyDenied"
+    other = ("s3:x-amz-server-side-encryption-aws-kms-key-id", other_key)
+    assert _puts(template, SCANNER, kms, other) == "ExplicitlyDenied"
+
+
+def test_with_a_list_of_producers_only_they_may_put_documents_under_the_watched_prefix() -> None:
+    assert _puts(deployed(), SOMEONE) == "Allowed"  # no list: the account's own policies decide
+    listed = _given(ProducerPrincipalArns=f"{SCANNER},arn:aws:iam::{ACCOUNT}:role/fax-gateway")
+    assert _puts(listed, SCANNER) == "Allowed"
+    assert _puts(listed, SOMEONE) == "ExplicitlyDenied"
