@@ -76,3 +76,11 @@ def test_every_shell_block_in_the_readme_runs_as_written_against_the_local_stack
     )
     # the object put without tags waited for them and went with the ones added later
     assert (sent["labs.pdf"]["folder_name"], sent["labs.pdf"]["patient_mrn"]) == ("MedicalRecords/LabResults", "100002")
+
+
+def test_no_document_puts_a_secret_on_a_command_line_that_shell_history_keeps() -> None:
+    texts = {p.name: p.read_text(encoding="utf-8") for p in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]}
+    for name, text in texts.items():
+        inline = re.findall(r"--secret-string\s+(?!file://)\S+", text)
+        assert not inline, f"{name} writes a secret from the command line: {inline}"
+    assert "--secret-string file://" in texts["README.md"]

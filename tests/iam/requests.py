@@ -40,6 +40,8 @@ VERSIONED = {"s3:GetObject": "s3:GetObjectVersion", "s3:GetObjectTagging": "s3:G
 NEEDS_NO_PERMISSION = {("sts", "GetCallerIdentity")}
 ENCRYPTION_CONTEXT = "kms:EncryptionContext:"
 OPERATOR = "operator"  # local.aws_calls: "operator:<command>", a person running `docdrop <command>`
+OPERATOR_USER = f"arn:aws:iam::{ACCOUNT}:user/clinic-operator"
+OPERATOR_TAG = "docdrop-operator"  # README: an operator's user or role carries docdrop-operator=<stack name>
 READ_ONLY_COMMANDS = frozenset({"status", "review", "accounts", "doctor"})
 READ_ONLY_POLICY, OPERATOR_POLICY = "OperatorReadOnlyPolicy", "OperatorPolicy"
 SENDING = ("kms:GenerateDataKey", "kms:Decrypt")  # what sending to an encrypted queue or topic takes of its key
@@ -207,7 +209,7 @@ def simulate(requests: list[Request], deployed: Deployed) -> list[str]:
             allowed = {"Effect": "Allow", "Action": request.action, "Resource": "*"}
             inline = [{"name": "AllowsIt", "policy": {"Version": "2012-10-17", "Statement": [allowed]}}]
         elif request.principal.startswith(OPERATOR):
-            principal, managed = f"arn:aws:iam::{ACCOUNT}:user/clinic-operator", []
+            principal, managed = OPERATOR_USER, []
             inline = [
                 {"name": p, "policy": deployed.properties(p)["PolicyDocument"]}
                 for p in operator_policies(request.principal)
@@ -225,7 +227,9 @@ def simulate(requests: list[Request], deployed: Deployed) -> list[str]:
                 "account": ACCOUNT,
                 "action": request.action,
                 "resource": request.resource,
-                "context": _renamed({"aws:SecureTransport": "true", **_who(principal), **request.with_context()}),
+                "context": _renamed(
+                    {"aws:SecureTransport": "true", **_who(principal, deployed), **request.with_context()}
+                ),
                 "inline": inline,
                 "managed": managed,
                 "resourcePolicy": _renamed(_resource_policy(policies, request.resource)),
@@ -239,12 +243,16 @@ def simulate(requests: list[Request], deployed: Deployed) -> list[str]:
     return [str(r["result"]) for r in sorted(results, key=lambda r: r["id"])]
 
 
-def _who(principal: str) -> dict[str, str]:
-    """The keys AWS puts in every request of an IAM principal (a role's session is its role's ARN)."""
+def _who(principal: str, deployed: Deployed) -> dict[str, str]:
+    """The keys AWS puts in every request of an IAM principal (a role's session is its role's ARN), and the tag the
+    README gives an operator's user."""
     if not principal.startswith("arn:aws:iam::"):
         return {}
     kind = "User" if ":user/" in principal else "AssumedRole"
-    return {"aws:PrincipalArn": principal, "aws:PrincipalAccount": ACCOUNT, "aws:PrincipalType": kind}
+    found = {"aws:PrincipalArn": principal, "aws:PrincipalAccount": ACCOUNT, "aws:PrincipalType": kind}
+    if principal == OPERATOR_USER:
+        found[f"aws:PrincipalTag/{OPERATOR_TAG}"] = deployed.stack
+    return found
 
 
 @functools.cache

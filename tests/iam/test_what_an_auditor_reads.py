@@ -10,7 +10,7 @@ from typing import Any
 from docdrop.reconciler import PassReport, Reconciler
 
 from tests.iam.deployed import ACCOUNT, REGION, Deployed, deployed
-from tests.iam.requests import Request, simulate
+from tests.iam.requests import OPERATOR_USER, Request, simulate
 
 HOURS_A_DAY = 24
 
@@ -182,3 +182,32 @@ def test_with_a_list_of_producers_only_they_may_put_documents_under_the_watched_
     listed = _given(ProducerPrincipalArns=f"{SCANNER},arn:aws:iam::{ACCOUNT}:role/fax-gateway")
     assert _puts(listed, SCANNER) == "Allowed"
     assert _puts(listed, SOMEONE) == "ExplicitlyDenied"
+
+
+# ----- secrets ------------------------------------------------------------------------------------------------------
+SECRETS = ("CobaltCredentialsSecret", "WebhookSigningSecret", "FingerprintKeySecret")
+READERS = {
+    "CobaltCredentialsSecret": {"UploaderFunction", "ReconcilerFunction", OPERATOR_USER},
+    "WebhookSigningSecret": {"WebhookFunction", OPERATOR_USER},
+    "FingerprintKeySecret": {"UploaderFunction", "WebhookFunction", "ReconcilerFunction"},
+}
+
+
+def test_only_each_secrets_functions_and_the_stacks_operators_may_read_it() -> None:
+    """Each reader is simulated with its own policies allowing every read (GetSecretValue and Decrypt on *): only the
+    secrets' resource policies decide. Someone else in the account is refused; so is a function reading a secret that
+    is not its own."""
+    template = deployed()
+    readers = ("UploaderFunction", "WebhookFunction", "ReconcilerFunction", "OutcomeJoinerFunction", OPERATOR_USER)
+    asking = [(secret, reader) for secret in SECRETS for reader in (*readers, SOMEONE)]
+    requests = [
+        Request(
+            template.arn(template.role_of(reader)) if reader.endswith("Function") else reader,
+            "secretsmanager:GetSecretValue",
+            template.arn(secret),
+        )
+        for secret, reader in asking
+    ]
+    for (secret, reader), decision in zip(asking, simulate(requests, template), strict=True):
+        expected = "Allowed" if reader in READERS[secret] else "ExplicitlyDenied"
+        assert decision == expected, (secret, reader, decision)
