@@ -239,8 +239,8 @@ class DocDropModel(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.versions))
     @rule(data=st.data(), times=st.sampled_from([1, 2, 2]), one_batch=st.booleans())
     def a_producer_puts_the_same_file_again(self, data: st.DataObject, times: int, one_batch: bool) -> None:
-        failed = [o["object_id"] for o in self._in_status(Status.FAILED)]
-        pool = [v for v in self.versions if v.object_id in failed] or self.versions
+        refused = [o["object_id"] for o in self._in_status(Status.FAILED) + self._in_status(Status.REJECTED)]
+        pool = [v for v in self.versions if v.object_id in refused] or self.versions
         original = data.draw(st.sampled_from(pool))
         for _ in range(times):
             ref = ObjectRef(BUCKET, original.ref.key, f"v{self._next()}")
