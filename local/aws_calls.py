@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import threading
 from collections.abc import Mapping
@@ -157,6 +158,16 @@ def _kind(key: Mapping[str, Any] | None) -> str | None:
     return str(next(iter(key["pk"].values()))).split("#")[0]
 
 
+def _queried_kind(params: Mapping[str, Any]) -> str | None:
+    """The kind of the partition key a Query on the table names (`pk = :v` in its key condition), never its value."""
+    names = {"pk"} | {k for k, v in (params.get("ExpressionAttributeNames") or {}).items() if v == "pk"}
+    values = params.get("ExpressionAttributeValues") or {}
+    for name, placeholder in re.findall(r"(#?\w+)\s*=\s*(:\w+)", str(params.get("KeyConditionExpression") or "")):
+        if name in names and placeholder in values:
+            return _kind({"pk": values[placeholder]})
+    return None
+
+
 def _folder(key: str | None) -> str | None:
     return None if key is None else key.rsplit("/", 1)[0] + "/" if "/" in key else ""
 
@@ -181,9 +192,15 @@ def request_values(operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
         values["Prefix"] = _folder(params["Prefix"] + "x")
     if params.get("VersionId"):
         values["VersionId"] = True
+    if operation == "Query" and not params.get("IndexName"):
+        values["pk"] = _queried_kind(params)
     if operation == "TransactWriteItems":
         values["items"] = sorted(
-            {f"{kind}:{request['TableName']}" for item in params["TransactItems"] for kind, request in item.items()}
+            {
+                f"{kind}:{request['TableName']}:{_kind(request.get('Key') or request.get('Item')) or ''}"
+                for item in params["TransactItems"]
+                for kind, request in item.items()
+            }
         )
     if operation in ("BatchGetItem", "BatchWriteItem"):
         values["tables"] = sorted(params["RequestItems"])

@@ -121,9 +121,11 @@ def for_call(call: Mapping[str, Any], deployed: Deployed) -> list[Request]:
         table = deployed.arn(_one(deployed, "AWS::DynamoDB::Table"))
         resource = f"{table}/index/{call['IndexName']}" if call.get("IndexName") else table
         if operation == "TransactWriteItems":
-            found += [Request(function, f"dynamodb:{TRANSACT[item.split(':')[0]]}", table) for item in call["items"]]
+            for item in call["items"]:
+                kind, _, pk = [*item.split(":"), "", ""][:3]
+                found.append(Request(function, f"dynamodb:{TRANSACT[kind]}", table, _leading(pk)))
         else:
-            found.append(Request(function, action, resource))
+            found.append(Request(function, action, resource, () if call.get("IndexName") else _leading(call.get("pk"))))
     elif service == "s3":
         bucket = deployed.arn(_one(deployed, "AWS::S3::Bucket"))
         if call.get("VersionId"):
@@ -182,6 +184,11 @@ def for_call(call: Mapping[str, Any], deployed: Deployed) -> list[Request]:
     else:
         raise Unplaced(f"a call to {service}:{operation}: add its service to tests/iam/requests.py")
     return found
+
+
+def _leading(kind: str | None) -> tuple[tuple[str, Any], ...]:
+    """`dynamodb:LeadingKeys` of an item call on the table: a partition key of the recorded kind (OBJ#..., CDOC#...)."""
+    return (("dynamodb:LeadingKeys", (f"{kind}#a-key",)),) if kind else ()  # a tuple: a Request is hashed
 
 
 def _alarm_name(name: str, deployed: Deployed) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import pytest
 from docdrop.reconciler import PassReport, Reconciler
 
 from tests.iam.deployed import ACCOUNT, REGION, Deployed, deployed
@@ -211,3 +212,50 @@ def test_only_each_secrets_functions_and_the_stacks_operators_may_read_it() -> N
     for (secret, reader), decision in zip(asking, simulate(requests, template), strict=True):
         expected = "Allowed" if reader in READERS[secret] else "ExplicitlyDenied"
         assert decision == expected, (secret, reader, decision)
+
+
+# ----- least privilege inside the table -----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("function", "action", "allowed", "refused"),
+    [
+        ("WebhookFunction", "dynamodb:UpdateItem", ("CDOC", "TOKEN"), ("OBJ", "FP", "RUN", "BREAKER")),
+        ("OutcomeJoinerFunction", "dynamodb:UpdateItem", ("OBJ", "CDOC"), ("TOKEN", "FP", "RUN", "BREAKER")),
+        ("UploaderFunction", "dynamodb:PutItem", ("OBJ", "FP", "CDOC", "TOKEN", "BREAKER"), ("RUN",)),
+    ],
+)
+def test_each_role_may_write_only_the_kinds_of_ledger_item_it_uses(
+    function: str, action: str, allowed: tuple[str, ...], refused: tuple[str, ...]
+) -> None:
+    template = deployed()
+    table = template.arn("LedgerTable")
+    kinds = (*allowed, *refused)
+    requests = [Request(function, action, table, (("dynamodb:LeadingKeys", (f"{k}#an-item",)),)) for k in kinds]
+    decisions = dict(zip(kinds, simulate(requests, template), strict=True))
+    assert {k: decisions[k] for k in allowed} == dict.fromkeys(allowed, "Allowed")
+    assert "Allowed" not in {decisions[k] for k in refused}, decisions
+
+
+def test_the_recorder_keeps_the_kind_of_each_partition_key_a_call_names_and_never_its_value() -> None:
+    from local.aws_calls import request_values
+
+    query = request_values(
+        "Query",
+        {
+            "TableName": "ledger",
+            "KeyConditionExpression": "#n0 = :v0 AND begins_with(#n1, :v1)",
+            "ExpressionAttributeNames": {"#n0": "pk", "#n1": "sk"},
+            "ExpressionAttributeValues": {":v0": {"S": "OBJ#0123456789abcdef"}, ":v1": {"S": "H#"}},
+        },
+    )
+    assert query["pk"] == "OBJ"
+    transact = request_values(
+        "TransactWriteItems",
+        {
+            "TransactItems": [
+                {"Update": {"TableName": "ledger", "Key": {"pk": {"S": "OBJ#1"}, "sk": {"S": "OBJ"}}}},
+                {"Update": {"TableName": "ledger", "Key": {"pk": {"S": "CDOC#998877"}, "sk": {"S": "CDOC"}}}},
+            ]
+        },
+    )
+    assert transact["items"] == ["Update:ledger:CDOC", "Update:ledger:OBJ"]
+    assert "998877" not in str(transact) and "0123456789abcdef" not in str(query)
