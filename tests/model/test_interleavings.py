@@ -390,14 +390,16 @@ class DocDropModel(RuleBasedStateMachine):
 
     # The EMR refuses a document (its version ends FAILED, still holding its file's fingerprint), and the producer's
     # SDK puts the same file again twice, both in one batch: the race of two identical versions past a FAILED one.
-    @precondition(lambda self: any(not d.processed and not d.uploaded for d in self.cobalt.documents.values()))
+    @precondition(lambda self: any(not d.processed for d in self.cobalt.documents.values()))
     @rule(data=st.data())
     def the_emr_refuses_a_document_and_its_file_is_put_again_twice(self, data: st.DataObject) -> None:
-        refused = [d for d in self.cobalt.documents.values() if not d.processed and not d.uploaded]
-        document = data.draw(st.sampled_from(refused))
+        waiting = [d for d in self.cobalt.documents.values() if not d.processed]
+        document = data.draw(st.sampled_from(waiting))
+        document.uploaded = False  # the EMR's decision, whatever the upload expected (Cobalt only learns it now)
         self._report(document.document_id)
         version = self._version(document.object_id)
         if version is not None:
+            STATS["refused files put again twice in one batch"] += 1
             self._put_again(version, 2, one_batch=True)
 
     def _report(self, document_id: str) -> None:
@@ -472,7 +474,39 @@ class DocDropModel(RuleBasedStateMachine):
     @precondition(lambda self: bool(self._in_status(Status.NEEDS_REVIEW)))
     @rule(data=st.data(), decision=st.sampled_from(["filed", "resend", "dismiss"]))
     def a_person_resolves_a_review(self, data: st.DataObject, decision: str) -> None:
-        review = data.draw(st.sampled_from(self._in_status(Status.NEEDS_REVIEW)))
+        self._decide(data.draw(st.sampled_from(self._in_status(Status.NEEDS_REVIEW))), decision)
+
+    # The usual life of an upload whose submission was not recorded (Cobalt accepted it, the write failed, the document
+    # id was kept for the reconciler), in one step: its message comes back after the queue's visibility and runs
+    # without a fault (the lapsed claim becomes a review), the EMR reports the document, and a person decides, before
+    # any reconciler pass records the kept submission.
+    @precondition(lambda self: bool(self._in_status(Status.RECEIVED)))
+    @rule(data=st.data(), decision=st.sampled_from(["filed", "resend", "dismiss"]))
+    def a_kept_submission_becomes_a_review_and_a_person_decides(self, data: st.DataObject, decision: str) -> None:
+        claimed = data.draw(st.sampled_from(self._in_status(Status.RECEIVED)))
+        version = self._version(str(claimed["object_id"]))
+        if version is None or any(i.message.version is version for i in self.running):
+            return
+        if self.ledger.kept_submission(version.object_id) is None:
+            return
+        self.time_passes(VISIBILITY)
+        message = next((m for m in self._visible() if m.version is version), None)
+        if message is None:
+            return
+        invocation = self._start(message)
+        while not invocation.done:
+            invocation.advance("accept_uploaded" if invocation.pending == "post" else "go")
+        self._after_step(invocation)
+        for document in self.cobalt.stored_for(version.object_id):
+            if not document.processed:
+                self._report(document.document_id)
+        review = self.ledger.get_object(version.ref) or {}
+        if review.get("status") == Status.NEEDS_REVIEW.value:
+            STATS[f"kept submissions reviewed, then {decision}"] += 1
+            self._decide(review, decision)
+
+    def _decide(self, review: dict[str, Any], decision: str) -> None:
+        """A person's decision on a review, as `docdrop resolve` records it, from what the chart shows."""
         version = self._version(str(review["object_id"]))
         assert version is not None
         filed, settled = self._chart(version)
