@@ -393,8 +393,11 @@ class DocDropModel(RuleBasedStateMachine):
     @precondition(lambda self: any(not d.processed for d in self.cobalt.documents.values()))
     @rule(data=st.data())
     def the_emr_refuses_a_document_and_its_file_is_put_again_twice(self, data: st.DataObject) -> None:
-        waiting = [d for d in self.cobalt.documents.values() if not d.processed]
-        document = data.draw(st.sampled_from(waiting))
+        document = data.draw(st.sampled_from([d for d in self.cobalt.documents.values() if not d.processed]))
+        for invocation in [i for i in self.running if i.message.version.object_id == document.object_id]:
+            while not invocation.done:  # its upload records what Cobalt answered, without a fault
+                invocation.advance("accept_uploaded" if invocation.pending == "post" else "go")
+            self._after_step(invocation)
         document.uploaded = False  # the EMR's decision, whatever the upload expected (Cobalt only learns it now)
         self._report(document.document_id)
         version = self._version(document.object_id)
