@@ -92,7 +92,8 @@ def test_docdrop_status_submitted_makes_one_query_and_one_batch_read(
     Target.client = counted  # type: ignore[method-assign]
     out = io.StringIO()
     try:
-        code = cli.main(["status", "--status", "SUBMITTED", "--table", ledger_table, "--region", "us-east-1"], out)
+        args = ["status", "--status", "SUBMITTED", "--show-keys", "--table", ledger_table, "--region", "us-east-1"]
+        code = cli.main(args, out)
     finally:
         Target.client = original  # type: ignore[method-assign]
     assert code == 0 and calls == Counter({"Query": 1, "BatchGetItem": 1})

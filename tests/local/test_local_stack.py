@@ -98,7 +98,7 @@ def test_keep_running_serves_documents_dropped_by_hand_until_interrupted(tmp_pat
         assert code == 0 and json.loads(text)[0]["key"] == key
         # A lookup shows the outcome at once; the listing follows once the stream has joined it (its own invocation).
         while time.monotonic() < deadline:
-            code, text = _status(stack_file, "--status", "UPLOADED")
+            code, text = _status(stack_file, "--status", "UPLOADED", "--show-keys")
             if code != 0 or "referral letter.pdf" in text:
                 break
             time.sleep(0.5)

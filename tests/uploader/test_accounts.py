@@ -117,7 +117,7 @@ def test_a_broken_link_blocks_only_its_account_without_calls_and_relink_sends_it
     links = {row["account"]: row["link"] for row in json.loads(listed.getvalue())}
     assert links == {"main": "LINKED", "north": "LINKED"}
     only_north = io.StringIO()
-    args = ["status", "--account", "north", "--json", "--local", str(stack.stack_file(tmp_path))]
+    args = ["status", "--account", "north", "--json", "--show-keys", "--local", str(stack.stack_file(tmp_path))]
     assert cli.main(args, out=only_north) == 0
     assert sorted(row["key"] for row in json.loads(only_north.getvalue())) == ["inbox/north-1.pdf", "inbox/north-2.pdf"]
 
