@@ -180,9 +180,11 @@ def request_values(operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
     for name in ("logGroupName", "logGroupIdentifier", "KeyId", "StreamArn", "TopicArn", "ResourceArn", "StackName"):
         if name in params:
             values[name] = params[name]
-    for name in ("SourceArn", "DestinationArn", "AlarmName", "AlarmNames", "AlarmNamePrefix"):
+    for name in ("SourceArn", "DestinationArn", "AlarmName", "AlarmNames", "AlarmNamePrefix", "TrailName"):
         if name in params:
             values[name] = params[name]
+    if operation == "GetTrailStatus":
+        values["TrailName"] = params.get("Name")
     if "Key" in params:
         values["Key"] = _folder(params["Key"]) if isinstance(params["Key"], str) else None
         values["pk"] = _kind(params["Key"]) if isinstance(params["Key"], Mapping) else None

@@ -173,6 +173,37 @@ def create_inbox_bucket(
     )
 
 
+def create_access_trail(
+    s3: Any, cloudtrail: Any, name: str, inbox: str, table_arn: str, template: dict[str, Any] | None = None
+) -> str:
+    """AccessTrailOfTheStack (AccessTrail: create): a bucket of its own, and the trail with the template's event
+    selectors, the inbox's objects and the ledger's items named locally. Returns the trail's name."""
+    template = template or load_template()
+    props = resource(template, "AccessTrailOfTheStack")["Properties"]
+    local = {"${InboxBucket.Arn}/": f"arn:aws:s3:::{inbox}/"}
+
+    def named(value: Any) -> Any:
+        if isinstance(value, dict) and set(value) == {"Fn::Sub"}:
+            return local[value["Fn::Sub"]]
+        if isinstance(value, dict) and value == {"Fn::GetAtt": ["LedgerTable", "Arn"]}:
+            return table_arn
+        if isinstance(value, dict):
+            return {k: named(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [named(v) for v in value]
+        return value
+
+    bucket, trail = f"{name}-access-trail", f"{name}-access"
+    s3.create_bucket(Bucket=bucket)
+    cloudtrail.create_trail(
+        Name=trail, S3BucketName=bucket, EnableLogFileValidation=bool(props.get("EnableLogFileValidation"))
+    )
+    cloudtrail.put_event_selectors(TrailName=trail, AdvancedEventSelectors=named(props["AdvancedEventSelectors"]))
+    if props.get("IsLogging"):
+        cloudtrail.start_logging(Name=trail)
+    return trail
+
+
 def create_ledger_table(dynamodb: Any, name: str, template: dict[str, Any] | None = None) -> str:
     """LedgerTable with its keys, indexes and time-to-live attribute."""
     template = template or load_template()

@@ -37,6 +37,7 @@ from local.lambda_api import LocalLambdaApi
 from local.moto_process import running_moto_server
 from local.resources import (
     IngestQueues,
+    create_access_trail,
     create_fingerprint_key,
     create_inbox_bucket,
     create_ingest_queues,
@@ -208,6 +209,9 @@ class LocalStack:
         table = f"{name}-ledger"
         if table not in dynamodb.list_tables()["TableNames"]:  # kept from the last run with keep_state
             create_ledger_table(dynamodb, table, template)
+        cloudtrail = boto3.client("cloudtrail", endpoint_url=moto_url, region_name=REGION)
+        table_arn = dynamodb.describe_table(TableName=table)["Table"]["TableArn"]
+        create_access_trail(s3, cloudtrail, name, bucket, table_arn, template)
 
         cobalt_url, credentials = self._start_cobalt()
         credentials_secret, signing_secret = f"{name}/cobalt-credentials", f"{name}/webhook-signing"

@@ -31,6 +31,7 @@ CHECKS = {
     "alarms_subscribed": "alarms reach a person",
     "dead_letter_queue_empty": "dead-letter queue empty",
     "lambda_concurrency": "Lambda concurrency for the functions",
+    "access_trail": "a trail records who reads the documents",
 }
 # Unreserved concurrency never drops below this (Lambda), and a new account may have no more: enough for the uploader
 # at its default MaxConcurrentUploads (5), the webhook's bursts, the outcome joiner and the reconciler.
@@ -66,6 +67,7 @@ class Doctor:
             self.alarms_subscribed,
             self.dead_letter_queue_empty,
             self.lambda_concurrency,
+            self.access_trail,
         ]
         checks = []
         for step in steps:
@@ -76,6 +78,24 @@ class Doctor:
             except (ClientError, BotoCoreError) as exc:
                 checks.append(Check(CHECKS[step.__name__], False, f"could not be read: {_aws_reason(exc)}"))
         return checks
+
+    def access_trail(self) -> Check:
+        """Some logging CloudTrail trail records the inbox's object events (data events): who read which document."""
+        name = CHECKS["access_trail"]
+        bucket = self.target.need("bucket", "the inbox bucket")
+        cloudtrail = self.target.client("cloudtrail")
+        for trail in cloudtrail.describe_trails(includeShadowTrails=False).get("trailList", []):
+            arn = trail["TrailARN"]
+            if _records_objects_of(cloudtrail.get_event_selectors(TrailName=arn), bucket):
+                if cloudtrail.get_trail_status(Name=arn).get("IsLogging"):
+                    return Check(name, True, f"trail {trail['Name']}")
+                return Check(name, False, f"trail {trail['Name']} covers the bucket but is not logging: start it")
+        return Check(
+            name,
+            False,
+            "no trail records reads of the inbox's documents: deploy with AccessTrail=create, or add the bucket's "
+            "data events to a trail and give its name as AccessTrail",
+        )
 
     def lambda_concurrency(self) -> Check:
         """The account's Lambda concurrency limit, and what it leaves around MaxConcurrentUploads."""
@@ -262,3 +282,28 @@ def doctor_command(args: argparse.Namespace, out: TextIO) -> int:
             mark = {True: "ok  ", False: "FAIL", None: "--  "}[check.ok]
             out.write(f"{mark}  {check.name:<{width}}  {check.detail}\n")
     return 1 if any(c.ok is False for c in checks) else 0
+
+
+def _records_objects_of(selectors: dict[str, Any], bucket: str) -> bool:
+    """Whether a trail's event selectors (basic or advanced) record read and write data events of every object in
+    `bucket`."""
+    objects = f"arn:aws:s3:::{bucket}/"
+    for basic in selectors.get("EventSelectors") or []:
+        if basic.get("ReadWriteType", "All") != "All":
+            continue
+        for resource in basic.get("DataResources") or []:
+            values = resource.get("Values") or []
+            if resource.get("Type") == "AWS::S3::Object" and any(objects.startswith(v) for v in values):
+                return True
+    for advanced in selectors.get("AdvancedEventSelectors") or []:
+        fields = {f["Field"]: f for f in advanced.get("FieldSelectors") or []}
+        if (fields.get("eventCategory") or {}).get("Equals") != ["Data"]:
+            continue
+        if (fields.get("resources.type") or {}).get("Equals") != ["AWS::S3::Object"]:
+            continue
+        if "readOnly" in fields or any(k not in ("eventCategory", "resources.type", "resources.ARN") for k in fields):
+            continue  # only reads, or only some events: not every access
+        arn = fields.get("resources.ARN")
+        if arn is None or any(objects.startswith(v) for v in arn.get("StartsWith") or []):
+            return True
+    return False

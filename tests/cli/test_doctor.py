@@ -135,6 +135,34 @@ def dead_letters_waiting(stack: CliStack) -> Iterator[None]:
         sqs.purge_queue(QueueUrl=stack.info.dlq_url)
 
 
+def _the_trail(stack: CliStack) -> tuple[Any, str]:
+    cloudtrail = stack.client("cloudtrail")
+    [trail] = cloudtrail.describe_trails()["trailList"]
+    return cloudtrail, trail["TrailARN"]
+
+
+@contextmanager
+def trail_stopped(stack: CliStack) -> Iterator[None]:
+    cloudtrail, trail = _the_trail(stack)
+    cloudtrail.stop_logging(Name=trail)
+    try:
+        yield
+    finally:
+        cloudtrail.start_logging(Name=trail)
+
+
+@contextmanager
+def trail_records_only_reads(stack: CliStack) -> Iterator[None]:
+    cloudtrail, trail = _the_trail(stack)
+    saved = cloudtrail.get_event_selectors(TrailName=trail)["AdvancedEventSelectors"]
+    reads = [{**s, "FieldSelectors": [*s["FieldSelectors"], {"Field": "readOnly", "Equals": ["true"]}]} for s in saved]
+    cloudtrail.put_event_selectors(TrailName=trail, AdvancedEventSelectors=reads)
+    try:
+        yield
+    finally:
+        cloudtrail.put_event_selectors(TrailName=trail, AdvancedEventSelectors=saved)
+
+
 FAULTS: dict[str, tuple[Callable[[CliStack], AbstractContextManager[None]], str, str]] = {
     "placeholder credentials": (
         placeholder_credentials,
@@ -155,6 +183,12 @@ FAULTS: dict[str, tuple[Callable[[CliStack], AbstractContextManager[None]], str,
     ),
     "versioning suspended": (versioning_suspended, "inbox bucket versioning", "Suspended: nothing is sent"),
     "dead letters waiting": (dead_letters_waiting, "dead-letter queue empty", "then docdrop redrive"),
+    "access trail stopped": (trail_stopped, "a trail records who reads the documents", "is not logging: start it"),
+    "access trail records only reads": (
+        trail_records_only_reads,
+        "a trail records who reads the documents",
+        "AccessTrail=create",
+    ),
 }
 
 
@@ -222,3 +256,75 @@ def test_doctor_fails_a_ledger_without_the_stream_the_outcome_joiner_needs(cli_s
     assert run.code == 1
     assert checks["ledger stream for the outcome joiner"]["ok"] is False
     assert "objects would stay SUBMITTED" in checks["ledger stream for the outcome joiner"]["detail"]
+
+
+@pytest.mark.parametrize(
+    ("selectors", "covered"),
+    [
+        (
+            {
+                "EventSelectors": [
+                    {"ReadWriteType": "All", "DataResources": [{"Type": "AWS::S3::Object", "Values": ["arn:aws:s3"]}]}
+                ]
+            },
+            True,
+        ),
+        (
+            {
+                "EventSelectors": [
+                    {
+                        "ReadWriteType": "All",
+                        "DataResources": [{"Type": "AWS::S3::Object", "Values": ["arn:aws:s3:::inbox/"]}],
+                    }
+                ]
+            },
+            True,
+        ),
+        (
+            {
+                "EventSelectors": [
+                    {
+                        "ReadWriteType": "WriteOnly",
+                        "DataResources": [{"Type": "AWS::S3::Object", "Values": ["arn:aws:s3"]}],
+                    }
+                ]
+            },
+            False,
+        ),
+        (
+            {
+                "EventSelectors": [
+                    {
+                        "ReadWriteType": "All",
+                        "DataResources": [{"Type": "AWS::S3::Object", "Values": ["arn:aws:s3:::other/"]}],
+                    }
+                ]
+            },
+            False,
+        ),
+        (
+            {
+                "AdvancedEventSelectors": [
+                    {
+                        "FieldSelectors": [
+                            {"Field": "eventCategory", "Equals": ["Data"]},
+                            {"Field": "resources.type", "Equals": ["AWS::S3::Object"]},
+                        ]
+                    }
+                ]
+            },
+            True,
+        ),
+        (
+            {"AdvancedEventSelectors": [{"FieldSelectors": [{"Field": "eventCategory", "Equals": ["Management"]}]}]},
+            False,
+        ),
+        ({}, False),
+    ],
+)
+def test_a_trail_covers_the_inbox_only_when_it_records_every_read_and_write_of_its_objects(
+    selectors: dict[str, Any], covered: bool
+) -> None:
+    from docdrop_cli.doctor import _records_objects_of
+
+    assert _records_objects_of(selectors, "inbox") is covered

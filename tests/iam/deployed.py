@@ -46,6 +46,7 @@ NAME_PROPERTY = {
     "AWS::SNS::Topic": "TopicName",
     "AWS::KMS::Alias": "AliasName",
     "AWS::Scheduler::Schedule": "Name",
+    "AWS::CloudTrail::Trail": "TrailName",
 }
 
 
@@ -145,6 +146,7 @@ class Deployed:
             "AWS::Scheduler::Schedule": f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/default/{name}",
             "AWS::Lambda::LayerVersion": f"arn:aws:lambda:{REGION}:{ACCOUNT}:layer:{name}:1",
             "AWS::CloudWatch::Alarm": f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{name}",
+            "AWS::CloudTrail::Trail": f"arn:aws:cloudtrail:{REGION}:{ACCOUNT}:trail/{name}",
         }.get(kind, f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:pretend/{logical}")
 
     def get_att(self, logical: str, attribute: str) -> str:

@@ -178,6 +178,15 @@ def for_call(call: Mapping[str, Any], deployed: Deployed) -> list[Request]:
             found.append(Request(function, action, "*"))
     elif service == "kms":
         found.append(Request(function, action, key))
+    elif service == "cloudtrail":  # the doctor reads whichever trail of the account there is
+        trail = call.get("TrailName")
+        found.append(
+            Request(
+                function,
+                action,
+                f"arn:aws:cloudtrail:{REGION}:{ACCOUNT}:trail/{str(trail).rsplit('/', 1)[-1]}" if trail else "*",
+            )
+        )
     elif service == "logs":
         group = str(call.get("logGroupName") or call.get("logGroupIdentifier") or "*")
         found.append(Request(function, action, f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{group}:*"))

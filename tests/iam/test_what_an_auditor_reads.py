@@ -259,3 +259,54 @@ def test_the_recorder_keeps_the_kind_of_each_partition_key_a_call_names_and_neve
     )
     assert transact["items"] == ["Update:ledger:CDOC", "Update:ledger:OBJ"]
     assert "998877" not in str(transact) and "0123456789abcdef" not in str(query)
+
+
+# ----- the access trail ---------------------------------------------------------------------------------------------
+def _selected(template: Deployed, trail: str) -> dict[str, dict[str, Any]]:
+    found = {}
+    for selector in template.properties(trail)["AdvancedEventSelectors"]:
+        fields = {f["Field"]: f for f in selector["FieldSelectors"]}
+        found[fields["resources.type"]["Equals"][0]] = fields
+    return found
+
+
+def test_a_trail_records_every_read_and_write_of_the_documents_and_the_ledger_unless_told_otherwise() -> None:
+    template = deployed()
+    [trail] = template.of_type("AWS::CloudTrail::Trail")
+    properties = template.properties(trail)
+    assert properties["IsLogging"] is True and properties["EnableLogFileValidation"] is True
+    assert properties["KMSKeyId"] == template.arn("DataKey")
+    selected = _selected(template, trail)
+    objects, items = selected["AWS::S3::Object"], selected["AWS::DynamoDB::Table"]
+    assert objects["resources.ARN"]["StartsWith"] == [f"{template.arn('InboxBucket')}/"]
+    assert items["resources.ARN"]["Equals"] == [template.arn("LedgerTable")]
+    assert all("readOnly" not in f for f in selected.values())  # reads and writes alike
+    bucket = next(b for b in template.of_type("AWS::S3::Bucket") if template.ref(b) == properties["S3BucketName"])
+    assert template.resources[bucket]["DeletionPolicy"] == "Retain"
+    encryption = template.properties(bucket)["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+    assert encryption["ServerSideEncryptionByDefault"]["KMSMasterKeyID"] == template.arn("DataKey")
+    for existing in ("off", "org-trail", "arn:aws:cloudtrail:us-east-1:123456789012:trail/org-trail"):
+        assert not _given(AccessTrail=existing).of_type("AWS::CloudTrail::Trail"), existing
+
+
+def test_nobody_deletes_the_trails_records_and_only_the_stacks_trail_writes_them_with_the_key() -> None:
+    template = deployed()
+    [trail] = template.of_type("AWS::CloudTrail::Trail")
+    trail_arn = template.arn(trail)
+    bucket = template.arn(next(b for b in template.of_type("AWS::S3::Bucket") if b != "InboxBucket"))
+    administrator = f"arn:aws:iam::{ACCOUNT}:role/Admin"
+    records = f"{bucket}/AWSLogs/{ACCOUNT}/CloudTrail/us-east-1/2026/12/05/a.json.gz"
+    cloudtrail = "cloudtrail.amazonaws.com"
+    other = f"arn:aws:cloudtrail:{REGION}:{ACCOUNT}:trail/someone-elses"
+    requests = [
+        Request(administrator, "s3:DeleteObject", records),
+        Request(administrator, "s3:DeleteObjectVersion", records),
+        Request(administrator, "s3:DeleteBucket", bucket),
+        Request(cloudtrail, "s3:PutObject", records, (("aws:SourceArn", trail_arn),)),
+        Request(cloudtrail, "kms:GenerateDataKey", template.arn("DataKey"), (("aws:SourceArn", trail_arn),)),
+        Request(cloudtrail, "kms:GenerateDataKey", template.arn("DataKey"), (("aws:SourceArn", other),)),
+    ]
+    decisions = simulate(requests, template)
+    assert decisions[:3] == ["ExplicitlyDenied"] * 3
+    assert decisions[3:5] == ["Allowed", "Allowed"]
+    assert decisions[5] != "Allowed"
