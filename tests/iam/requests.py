@@ -40,6 +40,7 @@ VERSIONED = {"s3:GetObject": "s3:GetObjectVersion", "s3:GetObjectTagging": "s3:G
 NEEDS_NO_PERMISSION = {("sts", "GetCallerIdentity")}
 ENCRYPTION_CONTEXT = "kms:EncryptionContext:"
 OPERATOR = "operator"  # local.aws_calls: "operator:<command>", a person running `docdrop <command>`
+INBOX = "InboxBucket"
 OPERATOR_USER = f"arn:aws:iam::{ACCOUNT}:user/clinic-operator"
 OPERATOR_TAG = "docdrop-operator"  # README: an operator's user or role carries docdrop-operator=<stack name>
 READ_ONLY_COMMANDS = frozenset({"status", "review", "accounts", "doctor"})
@@ -72,6 +73,16 @@ def _one(deployed: Deployed, kind: str) -> str:
     if len(found) != 1:
         raise Unplaced(f"the template has {len(found)} {kind}: tests/iam cannot tell which a call means")
     return found[0]
+
+
+def _bucket(deployed: Deployed, name: str) -> str:
+    """The inbox, or the access trail's bucket (the local stack names it <stack>-access-trail)."""
+    trail = [b for b in deployed.of_type("AWS::S3::Bucket") if b != INBOX]
+    if name.endswith("-access-trail"):
+        if len(trail) != 1:
+            raise Unplaced(f"a call to the access trail's bucket, and the template has {len(trail)} other buckets")
+        return trail[0]
+    return INBOX
 
 
 def _queue(deployed: Deployed, name: str) -> str:
@@ -127,7 +138,7 @@ def for_call(call: Mapping[str, Any], deployed: Deployed) -> list[Request]:
         else:
             found.append(Request(function, action, resource, () if call.get("IndexName") else _leading(call.get("pk"))))
     elif service == "s3":
-        bucket = deployed.arn(_one(deployed, "AWS::S3::Bucket"))
+        bucket = deployed.arn(_bucket(deployed, str(call.get("Bucket") or "")))
         if call.get("VersionId"):
             action = VERSIONED.get(action, action)
         if "Key" in call:
@@ -330,7 +341,7 @@ def made_for_the_stack(deployed: Deployed) -> list[Request]:
     queue, CloudWatch's alarms into the encrypted topic, Logs' use of the key, the Scheduler's invocation, each event
     source's reads and its failure destination (the function's role), and each function's own log lines."""
     key = deployed.arn(_one(deployed, "AWS::KMS::Key"))
-    bucket = deployed.arn(_one(deployed, "AWS::S3::Bucket"))
+    bucket = deployed.arn(INBOX)
     found: list[Request] = []
     s3 = (("aws:SourceArn", bucket), ("aws:SourceAccount", ACCOUNT))
     why = "S3 sends an object's event to the ingest queue"
