@@ -1,7 +1,6 @@
 """Walks the model found, replayed step by step as regular tests (tests/model/test_interleavings.py's world).
 
-Each names the promise it breaks. One whose fix is not in yet is a strict xfail: it passes once the fix lands, and
-then fails until its mark is taken off."""
+Each names the promise it broke, and the fix it proves (a walk whose fix is not in yet is a strict xfail)."""
 
 from __future__ import annotations
 
@@ -25,14 +24,13 @@ def _run(invocation: Invocation, post: str, then: str = "go") -> None:
         invocation.advance(post if invocation.pending == "post" else then)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="#25, found by make model: a resent review's first attempt stops being a rival, and an interrupted claim "
-    "that never started its POST may take the document that attempt sent (fix not in yet)",
-)
 def test_a_resent_reviews_refused_document_is_never_taken_by_a_claim_that_never_posted(
     dynamodb_endpoint: str, ddb: Any
 ) -> None:
+    """Found by make model: a person's resend of review A took A's first attempt out of the rivals (the resend's claim
+    clears its window), so B, a claim of the same patient and folder that died before its POST, took the document
+    A's first attempt sent, which the EMR refused, and B ended FAILED as A's document. Fixed: the approval keeps A's
+    attempt as an item of its own, a rival as a dismissed review is (DocumentLedger._keep_attempt)."""
     DocDropModel.endpoint = dynamodb_endpoint
     DocDropModel.table = create_ledger_table(ddb)
     with freeze_time(START, auto_tick_seconds=0.0005, ignore=IGNORE) as clock:

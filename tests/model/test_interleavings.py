@@ -9,7 +9,8 @@ person's and an operator's decisions (resolve --filed / --resend / --dismiss, re
 the promises are checked against what Cobalt really did; at the end everything is let settle and checked again.
 
 `make test` runs a bounded walk (MODEL_EXAMPLES, 200 by default); `make model` a long one (20,000). A failure it
-finds, shrunk, becomes a regular test (tests/ledger/test_conflicting_writers.py and the uploader's and reconciler's).
+finds, shrunk, becomes a regular test: replayed step by step in tests/model/test_found_walks.py, or as a story of its
+own (tests/ledger/test_conflicting_writers.py and the uploader's and reconciler's).
 """
 
 from __future__ import annotations

@@ -122,6 +122,10 @@ _INDEX_KEYS = ("open_state", "open_at")
 # `by_open` under this entry (never counted as open), so that the review match counts it as a rival (docdrop.reviews).
 DISMISSED_REVIEW = "DISMISSED_REVIEW"
 EVIDENCE_STATE = {Status.DISMISSED: DISMISSED_REVIEW}
+# A review's attempt that a person decided to send again keeps an item of its own (sk ATTEMPT#<sent at>), listed as a
+# dismissed review is and for as long: the document that attempt may have sent stays its, never another review's.
+ATTEMPT_PREFIX = "ATTEMPT#"
+ATTEMPT_RIVAL_DAYS = 30
 # An account link keeps its few fields on one item; each of its events is an item of its own under the link's key,
 # `sk = EVT#<event id>` (a repeated event is found by its key), kept this long, with Cobalt's message cut short.
 LINK_EVENT_PREFIX = "EVT#"
@@ -802,9 +806,14 @@ class DocumentLedger:
         return iter(items[:limit] if limit is not None else items)
 
     def dismissed_reviews(self, since: datetime) -> list[dict[str, Any]]:
-        """Reviews a person dismissed since `since`: settled, but rivals for a document their attempt may have sent."""
+        """Reviews a person dismissed, and reviewed attempts a person sent again, since `since`: settled, but rivals for
+        a document their attempt may have sent."""
         keys = self._open_keys(DISMISSED_REVIEW, None, since, False, None)
-        return [i for i in self._batch_items(keys) if i.get("status") == Status.DISMISSED.value]
+        return [
+            i
+            for i in self._batch_items(keys)
+            if i.get("status") == Status.DISMISSED.value or str(i.get("sk", "")).startswith(ATTEMPT_PREFIX)
+        ]
 
     def in_flight_items(self) -> list[dict[str, Any]]:
         """Every object item RECEIVED or SUBMITTED: the in-flight entry of `by_open`, read whole. A caller that needs
@@ -826,9 +835,9 @@ class DocumentLedger:
             while request:
                 answer = self._call("batch_get_item", RequestItems=request)
                 for raw in answer.get("Responses", {}).get(self._table, []):
-                    found[raw["pk"]["S"]] = plain(raw) or {}
+                    found[raw["pk"]["S"] + " " + raw["sk"]["S"]] = plain(raw) or {}
                 request = answer.get("UnprocessedKeys") or {}
-        return [found[k["pk"]["S"]] for k in keys if k["pk"]["S"] in found]
+        return [found[k["pk"]["S"] + " " + k["sk"]["S"]] for k in keys if k["pk"]["S"] + " " + k["sk"]["S"] in found]
 
     def _scanned(self, status: Status) -> Iterator[dict[str, Any]]:
         """Object items in a settled `status`, by a Scan of the whole table (see `open_items`)."""
@@ -1291,7 +1300,38 @@ class DocumentLedger:
         approved = self._conditional_update(self._object_key(ref.object_id), e, "SET " + ", ".join(sets), condition)
         if approved:
             self._note_history(ref.object_id, now, status, reason, by=decided_by)
+            if status is Status.NEEDS_REVIEW:
+                self._keep_attempt(ref.object_id, now)
         return approved
+
+    def _keep_attempt(self, object_id: str, now: str) -> None:
+        """The reviewed attempt, kept as a rival (ATTEMPT_PREFIX) before the resend's claim clears its window.
+
+        Written after the approval, which holds either way; should this write fail, the approval is undone, so that no
+        resend ever goes out with its first attempt forgotten (the person is told to decide again)."""
+        review = self.get_object_by_id(object_id) or {}
+        sent_at = review.get("attempt_sent_at")
+        if not sent_at or not review.get("evidence_fingerprint"):
+            return  # no window or no evidence: it could never be any document's rival
+        expires = datetime.now(UTC) + timedelta(days=ATTEMPT_RIVAL_DAYS)
+        item = {
+            "pk": f"OBJ#{object_id}",
+            "sk": f"{ATTEMPT_PREFIX}{sent_at}",
+            "object_id": object_id,
+            "evidence_fingerprint": review["evidence_fingerprint"],
+            "attempt_sent_at": sent_at,
+            "attempt_ended_at": review.get("attempt_ended_at"),
+            "open_state": DISMISSED_REVIEW,
+            "open_at": now,
+            "expires_at": int(expires.timestamp()),
+        }
+        try:
+            self._call("put_item", TableName=self._table, Item=item_values(clean(item)))
+        except (ClientError, LedgerError):
+            e = Expression()
+            undo = f"REMOVE {e.n(RESEND_APPROVED)}"
+            self._conditional_update(self._object_key(object_id), e, undo, f"attribute_exists({e.n(RESEND_APPROVED)})")
+            raise
 
     def dismiss_review(self, review: Mapping[str, Any], reason: str, decided_by: str) -> bool:
         """A person closes a review without sending: DISMISSED, with who and why; only as it was read."""
