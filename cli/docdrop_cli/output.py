@@ -67,13 +67,16 @@ def mask_mrn(mrn: str | None) -> str:
     return "*" * max(0, len(mrn) - 2) + mrn[-2:]
 
 
+def mask_identifiers(text: str) -> str:
+    """`text` with every digit run of 4 or more masked as MRNs are (a reason from Cobalt may quote one)."""
+    return _IDENTIFIER.sub(lambda m: mask_mrn(m.group()), text)
+
+
 def mask_reasons(value: Any) -> Any:
-    """`value` with every digit run of 4 or more in its reason fields masked as MRNs are (a reason may quote one)."""
+    """`value` with its reason fields, at any depth, masked by `mask_identifiers`."""
     if isinstance(value, Mapping):
         return {
-            k: _IDENTIFIER.sub(lambda m: mask_mrn(m.group()), v)
-            if k in REASON_FIELDS and isinstance(v, str)
-            else mask_reasons(v)
+            k: mask_identifiers(v) if k in REASON_FIELDS and isinstance(v, str) else mask_reasons(v)
             for k, v in value.items()
         }
     if isinstance(value, list | tuple):

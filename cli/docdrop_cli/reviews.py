@@ -10,7 +10,7 @@ from typing import Any, TextIO
 
 from docdrop.ledger import DocumentLedger, Status
 
-from docdrop_cli.output import OperatorError, mask_mrn, mask_reasons, shorten, write_json, write_table
+from docdrop_cli.output import OperatorError, mask_identifiers, mask_mrn, shorten, write_json, write_table
 from docdrop_cli.sending import enqueue
 from docdrop_cli.status import versions_of
 from docdrop_cli.target import Target, resolve_target
@@ -106,6 +106,7 @@ def review_command(args: argparse.Namespace, out: TextIO) -> int:
         if str(review["object_id"]) in kept:  # Cobalt accepted this very version: its only candidate
             document = kept[str(review["object_id"])]
             found = Candidates(review, (document,), True, "Cobalt accepted this version; the reconciler records it")
+        reason = review.get("reason")
         rows.append(
             {
                 "object_id": review["object_id"],
@@ -113,7 +114,9 @@ def review_command(args: argparse.Namespace, out: TextIO) -> int:
                 "version_id": review.get("version_id"),
                 "mrn": _mrn(target, review, args.show_mrn),
                 "attempt_sent_at": review.get("attempt_sent_at"),
-                "what_went_wrong": review.get("reason") if args.show_mrn else mask_reasons(review).get("reason"),
+                "what_went_wrong": mask_identifiers(reason)
+                if isinstance(reason, str) and not args.show_mrn
+                else reason,
                 "candidates": [
                     {"document_id": d["document_id"], "outcome": d.get("outcome"), "created": d.get("outcome_created")}
                     for d in (found.documents if found else ())

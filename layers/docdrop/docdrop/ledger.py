@@ -125,7 +125,8 @@ EVIDENCE_STATE = {Status.DISMISSED: DISMISSED_REVIEW}
 # A review's attempt that a person decided to send again keeps an item of its own (sk ATTEMPT#<sent at>), listed as a
 # dismissed review is and for as long: the document that attempt may have sent stays its, never another review's.
 ATTEMPT_PREFIX = "ATTEMPT#"
-ATTEMPT_RIVAL_DAYS = 30
+# How long a dismissed review, or a reviewed attempt sent again, stays a rival (docdrop.reviews reads it too).
+RIVAL_LIFETIME = timedelta(days=30)
 # An account link keeps its few fields on one item; each of its events is an item of its own under the link's key,
 # `sk = EVT#<event id>` (a repeated event is found by its key), kept this long, with Cobalt's message cut short.
 LINK_EVENT_PREFIX = "EVT#"
@@ -268,6 +269,10 @@ class DocumentLedger:
     @staticmethod
     def _history_key(object_id: str, at: str, status: str) -> dict[str, Any]:
         return {"pk": {"S": f"OBJ#{object_id}"}, "sk": {"S": f"{HISTORY_PREFIX}{at}#{status}"}}
+
+    @staticmethod
+    def _attempt_key(object_id: str, sent_at: str) -> dict[str, Any]:
+        return {"pk": {"S": f"OBJ#{object_id}"}, "sk": {"S": f"{ATTEMPT_PREFIX}{sent_at}"}}
 
     def _transition(
         self,
@@ -829,15 +834,16 @@ class DocumentLedger:
 
     def _batch_items(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The items of `keys` (BatchGetItem, 100 at a time, consistent), in the order of `keys`."""
-        found: dict[str, dict[str, Any]] = {}
+        found: dict[tuple[str, str], dict[str, Any]] = {}  # by pk and sk: an attempt item shares its object's pk
         for start in range(0, len(keys), 100):
             request: dict[str, Any] = {self._table: {"Keys": keys[start : start + 100], "ConsistentRead": True}}
             while request:
                 answer = self._call("batch_get_item", RequestItems=request)
                 for raw in answer.get("Responses", {}).get(self._table, []):
-                    found[raw["pk"]["S"] + " " + raw["sk"]["S"]] = plain(raw) or {}
+                    found[(raw["pk"]["S"], raw["sk"]["S"])] = plain(raw) or {}
                 request = answer.get("UnprocessedKeys") or {}
-        return [found[k["pk"]["S"] + " " + k["sk"]["S"]] for k in keys if k["pk"]["S"] + " " + k["sk"]["S"] in found]
+        wanted = [(k["pk"]["S"], k["sk"]["S"]) for k in keys]
+        return [found[k] for k in wanted if k in found]
 
     def _scanned(self, status: Status) -> Iterator[dict[str, Any]]:
         """Object items in a settled `status`, by a Scan of the whole table (see `open_items`)."""
@@ -1313,10 +1319,8 @@ class DocumentLedger:
         sent_at = review.get("attempt_sent_at")
         if not sent_at or not review.get("evidence_fingerprint"):
             return  # no window or no evidence: it could never be any document's rival
-        expires = datetime.now(UTC) + timedelta(days=ATTEMPT_RIVAL_DAYS)
+        expires = datetime.now(UTC) + RIVAL_LIFETIME
         item = {
-            "pk": f"OBJ#{object_id}",
-            "sk": f"{ATTEMPT_PREFIX}{sent_at}",
             "object_id": object_id,
             "evidence_fingerprint": review["evidence_fingerprint"],
             "attempt_sent_at": sent_at,
@@ -1326,7 +1330,11 @@ class DocumentLedger:
             "expires_at": int(expires.timestamp()),
         }
         try:
-            self._call("put_item", TableName=self._table, Item=item_values(clean(item)))
+            self._call(
+                "put_item",
+                TableName=self._table,
+                Item={**self._attempt_key(object_id, sent_at), **item_values(clean(item))},
+            )
         except (ClientError, LedgerError):
             e = Expression()
             undo = f"REMOVE {e.n(RESEND_APPROVED)}"

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from docdrop.ledger import parse_moment
+from docdrop.ledger import RIVAL_LIFETIME, parse_moment
 
 # The clock of a document's outcome event may run a little ahead of ours: a minute of slack before the attempt.
 MARGIN_BEFORE = timedelta(minutes=1)
@@ -26,7 +26,7 @@ MARGIN_AFTER = timedelta(minutes=10)
 # Reviews older than this are a person's: no new candidate can fall inside their window any more.
 REVIEW_HORIZON = timedelta(days=7)
 # A review dismissed within this long stays a rival for the documents the EMR files since (its attempt may be theirs).
-DISMISSED_RIVALS = timedelta(days=30)
+DISMISSED_RIVALS = RIVAL_LIFETIME
 
 
 @dataclasses.dataclass(frozen=True)
