@@ -16,7 +16,7 @@ IAC_VENV := .venv-iac
 IAC_STAMP := $(IAC_VENV)/.installed
 SAM := SAM_CLI_TELEMETRY=0 $(IAC_VENV)/bin/sam
 
-.PHONY: demo test lint iac build deploy bench chaos model model-reverts hang open-loops outage sandbox clean
+.PHONY: demo test lint iac build deploy bench chaos model model-reverts hang flood open-loops outage sandbox clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -100,6 +100,11 @@ open-loops: $(STAMP)
 ## outage: 500 documents with a Cobalt outage in the middle, on a compressed clock: calls while down, DLQ, twice, drain
 outage: $(STAMP)
 	$(BIN)/python -m bench.outage_run $(ARGS)
+
+## flood: a forged flood at twice the webhook route's throttle while Cobalt delivers, without the path token and at the
+##        route itself: how many real deliveries are refused (claim without the token: 0)
+flood: $(STAMP)
+	$(BIN)/python -m bench.flood_run $(ARGS)
 
 ## hang: Cobalt accepts connections and never answers for 10 minutes while 300 documents are dropped (time-scale 10):
 ##       how many become a person's review (goal: at most 10)

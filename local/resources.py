@@ -221,3 +221,34 @@ def create_fingerprint_key(secrets_client: Any, name: str) -> str:
 
     secrets_client.create_secret(Name=name, SecretString=json.dumps({"key": secrets.token_hex(32)}))
     return name
+
+
+@dataclasses.dataclass(frozen=True)
+class WebhookStage:
+    """The webhook API as the template deploys it: each route's throttle, the access-log format, and the routes' keys
+    (`POST /webhooks/cobalt/` followed by the path token)."""
+
+    rate_per_second: float
+    burst: int
+    access_log_format: str
+    method: str
+    path_before_token: str
+
+
+def webhook_stage(template: dict[str, Any] | None = None) -> WebhookStage:
+    template = template or load_template()
+    stage = resource(template, "WebhookApiStage")["Properties"]
+    throttle = stage["DefaultRouteSettings"]
+    route_key = resource(template, "WebhookRoute")["Properties"]["RouteKey"]
+    text = route_key["Fn::Sub"] if isinstance(route_key, dict) else str(route_key)
+    method, _, path = text.partition(" ")
+    before, marker, _ = path.partition("${WebhookPathToken}")
+    if not marker:
+        raise ValueError("template.yaml: WebhookRoute's RouteKey has no ${WebhookPathToken}")
+    return WebhookStage(
+        rate_per_second=float(throttle["ThrottlingRateLimit"]),
+        burst=int(throttle["ThrottlingBurstLimit"]),
+        access_log_format=str(stage["AccessLogSettings"]["Format"]),
+        method=method,
+        path_before_token=before,
+    )

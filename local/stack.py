@@ -122,7 +122,7 @@ class StackInfo:
     queue_url: str
     dlq_url: str
     table: str
-    webhook_url: str
+    webhook_url: str  # /webhooks/cobalt/<token>, as the WebhookUrl output
     cobalt_base_url: str
     cobalt_sandbox: bool
     secrets: dict[str, str]
@@ -135,6 +135,7 @@ class StackInfo:
     functions: dict[str, str]
     pid: int  # the process the stack lives in: docdrop tells a stale file by it
     stack_id: str = ""  # every process the stack starts carries DOCDROP_STACK_ID=stack_id in its environment
+    previous_webhook_url: str = ""  # the PreviousWebhookUrl output: the old token's route, while the token changes
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -272,7 +273,9 @@ class LocalStack:
             return pool
 
         webhook = workers("webhook", "WebhookFunction", max_concurrency=options.webhook_concurrency, memory_mb=1024)
-        adapter = WebhookAdapter(webhook.handler, timeout_seconds=webhook.timeout_seconds).start()
+        adapter = self.webhook_adapter = WebhookAdapter(
+            webhook.handler, timeout_seconds=webhook.timeout_seconds, access_log=logs_dir / "webhook-access.log"
+        ).start()
         self._exit.callback(adapter.stop)
 
         # The same set-up step as production: register the URL with Cobalt, keep the secret it answers with.
@@ -344,7 +347,8 @@ class LocalStack:
             cobalt_sandbox=self.sandbox is not None,
             secrets={"cobalt_credentials": credentials_secret, "webhook_signing": signing_secret},
             logs={
-                name: str(logs_dir / f"{name}.log") for name in ("uploader", "webhook", "outcome-joiner", "reconciler")
+                name: str(logs_dir / f"{name}.log")
+                for name in ("uploader", "webhook", "webhook-access", "outcome-joiner", "reconciler")
             },
             reconciler=deadlines,
             function_environment={k: os.environ[k] for k in sorted(self._saved_env) if k in os.environ},
@@ -353,10 +357,26 @@ class LocalStack:
             pid=os.getpid(),
             stack_id=self.stack_id,
         )
+        self._state_file = state_file
         state_file.write_text(self.info.to_json() + "\n", encoding="utf-8")
         self._exit.callback(state_file.unlink, missing_ok=True)
         self._exit.callback(self._stop_taking_uploads)  # first of all: the stack file stays while uploads drain
         return self.info
+
+    def deploy_webhook_path(self, token: str, previous: str | None = None) -> StackInfo:
+        """What `sam deploy` with WebhookPathToken=token and WebhookPreviousPathToken=previous does to the webhook's
+        routes and the stack's outputs (WebhookUrl, PreviousWebhookUrl): the step before and after
+        `docdrop rotate-webhook-path`."""
+        if self.info is None:
+            raise RuntimeError("the stack is not started")
+        self.webhook_adapter.deploy(token, previous)
+        self.info = info = dataclasses.replace(
+            self.info,
+            webhook_url=self.webhook_adapter.url,
+            previous_webhook_url=self.webhook_adapter.previous_url or "",
+        )
+        self._state_file.write_text(info.to_json() + "\n", encoding="utf-8")
+        return info
 
     def _stack_name(self) -> str:
         """A new name per run; with keep_state, the one kept in the state folder, so the kept table is found again."""

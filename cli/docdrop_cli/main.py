@@ -31,7 +31,11 @@ from docdrop_cli.reviews import resolve_command, review_command
 from docdrop_cli.sending import RETRYABLE, backfill_command, redrive_command, retry_command
 from docdrop_cli.status import status_command
 from docdrop_cli.target import add_target_arguments
-from docdrop_cli.webhook_setup import register_webhook_command, rotate_webhook_secret_command
+from docdrop_cli.webhook_setup import (
+    register_webhook_command,
+    rotate_webhook_path_command,
+    rotate_webhook_secret_command,
+)
 
 Command = Callable[[argparse.Namespace, TextIO], int]
 ACCESS_DENIED = ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthorizationError")
@@ -164,6 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
             "Rotate the webhook's signing secret at Cobalt and store current, previous and previous_expires_at (24 h).",
             rotate_webhook_secret_command,
         ),
+        (
+            "rotate-webhook-path",
+            "Move Cobalt to the webhook's new path token (WebhookUrl) from the old one (PreviousWebhookUrl): register "
+            "the new URL, check it takes a signed delivery, then remove the old URL. Exit 1: the check failed; the "
+            "old URL stays registered.",
+            rotate_webhook_path_command,
+        ),
     ):
         sub = command(name, text, run)
         if run is rotate_webhook_secret_command:
@@ -174,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
                 metavar="SECONDS",
                 help="wait after marking the rotation (the webhook re-reads its secret at most once a minute)",
             )
-        sub.add_argument("--url", help="the webhook URL (default: the stack's WebhookUrl)")
+        if run is not rotate_webhook_path_command:  # it moves between the stack's two outputs, nothing else
+            sub.add_argument("--url", help="the webhook URL (default: the stack's WebhookUrl)")
         sub.add_argument("--cobalt-url", help="Cobalt's base URL (default: the stack's CobaltBaseUrl)")
         sub.add_argument("--json", action="store_true", help="the result as JSON")
 

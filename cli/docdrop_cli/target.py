@@ -35,6 +35,7 @@ STACK_OUTPUTS = (
     "IngestQueueUrl",
     "DeadLetterQueueUrl",
     "WebhookUrl",
+    "PreviousWebhookUrl",
     "AlarmTopicArn",
 )
 
@@ -57,6 +58,7 @@ class Target:
     queue_url: str | None = None
     dlq_url: str | None = None
     webhook_url: str | None = None
+    previous_webhook_url: str | None = None  # the old path token's URL, deployed while the token changes
     alarm_topic_arn: str | None = None
     stack_name: str | None = None
     local: bool = False
@@ -148,6 +150,7 @@ def _from_stack_file(path: Path, args: argparse.Namespace) -> Target:
             queue_url=args.queue_url or info.get("queue_url"),
             dlq_url=args.dlq_url or info.get("dlq_url"),
             webhook_url=info.get("webhook_url"),
+            previous_webhook_url=info.get("previous_webhook_url") or None,
             alarm_topic_arn=info.get("alarm_topic_arn"),
             local=True,
         )
@@ -187,6 +190,7 @@ def _from_stack(args: argparse.Namespace) -> Target:
         queue_url=args.queue_url or outputs.get("IngestQueueUrl"),
         dlq_url=args.dlq_url or outputs.get("DeadLetterQueueUrl"),
         webhook_url=outputs.get("WebhookUrl"),
+        previous_webhook_url=outputs.get("PreviousWebhookUrl"),
         alarm_topic_arn=outputs.get("AlarmTopicArn"),
         stack_name=args.stack,
     )

@@ -1,5 +1,6 @@
-"""`docdrop register-webhook` and `docdrop rotate-webhook-secret`: Cobalt's webhook set-up, with the signing secret
-kept in Secrets Manager as the webhook function reads it (`current`, `previous`, `previous_expires_at`)."""
+"""`docdrop register-webhook`, `rotate-webhook-secret` and `rotate-webhook-path`: Cobalt's webhook set-up, with the
+signing secret kept in Secrets Manager as the webhook function reads it (`current`, `previous`,
+`previous_expires_at`)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ import argparse
 import json
 import sys
 import time
+import uuid
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from docdrop.cobalt import CobaltClient, CobaltSetupError, RegisteredWebhook
+import requests
+from docdrop.cobalt import CobaltClient, CobaltSetupError, RegisteredWebhook, WebhookRegistration
 from docdrop.ledger import parse_moment
+from docdrop.signature import sign_payload
 from docdrop.webhook import PREVIOUS_SECRET_LIFETIME
 
 from docdrop_cli.output import Interrupts, OperatorError, write_json
@@ -135,14 +139,20 @@ def register_webhook_command(args: argparse.Namespace, out: TextIO) -> int:
         )
         return 0
     registration = _cobalt_call(cobalt.register_webhook, url)
+    _store_registration(store, signing, registration)
+    _report(args, out, "registered", registration.webhook_id, "Registered the webhook with Cobalt; secret stored")
+    return 0
+
+
+def _store_registration(store: SecretStore, signing: dict[str, Any], registration: WebhookRegistration) -> str:
+    """Keep a new registration's secret as current; the one it replaces stays 24 h for deliveries on their way."""
     previous = signing.get("current")
     document: dict[str, Any] = {"current": registration.secret, "previous": ""}
     if previous not in (None, "", PLACEHOLDER) and previous != registration.secret:
-        document["previous"] = previous  # deliveries signed with it may still be on their way
+        document["previous"] = previous
         document["previous_expires_at"] = _in_24_hours()
     store.write("signing_secret", document)
-    _report(args, out, "registered", registration.webhook_id, "Registered the webhook with Cobalt; secret stored")
-    return 0
+    return registration.secret
 
 
 def rotate_webhook_secret_command(args: argparse.Namespace, out: TextIO) -> int:
@@ -181,6 +191,73 @@ def rotate_webhook_secret_command(args: argparse.Namespace, out: TextIO) -> int:
         )
     _report(args, out, "rotated", existing.webhook_id, "Rotated the signing secret; the old one is honoured for 24 h")
     return 0
+
+
+def rotate_webhook_path_command(args: argparse.Namespace, out: TextIO) -> int:
+    """Move Cobalt from the old path token's URL to the new one, once the new one takes a signed delivery.
+
+    Run between two deploys: the first with WebhookPathToken=<new> and WebhookPreviousPathToken=<old> (both routes
+    answer), the second with WebhookPreviousPathToken empty. Steps, each safe to run again:
+    1. register the new URL with Cobalt (every registered URL gets every event, so both receive them for a while);
+    2. send the new URL a signed check event, which the webhook answers 200 and ignores (proof that the route, the
+       function and the stored secret work);
+    3. remove the old URL's registration.
+    Exit codes: 0 moved (or nothing left to move); 1 the new URL did not take the check, and the old one stays."""
+    target = resolve_target(args)
+    store = SecretStore(target)
+    cobalt = cobalt_for(target, store, args.cobalt_url)
+    new = target.need("webhook_url", "the webhook URL (the stack's WebhookUrl output)")
+    old = target.previous_webhook_url
+    if not old:
+        raise OperatorError(
+            "only one path token is deployed: deploy with WebhookPathToken=<a new token> and "
+            "WebhookPreviousPathToken=<the token in use>, then run docdrop rotate-webhook-path",
+            2,
+        )
+    signing = store.read("signing_secret")
+    hooks = _cobalt_call(cobalt.list_webhooks)
+    with Interrupts():  # a registration whose secret nobody stored would refuse every delivery: Ctrl-C waits
+        if not any(w.url == new for w in hooks):
+            signing = {"current": _store_registration(store, signing, _cobalt_call(cobalt.register_webhook, new))}
+    problem = check_delivery(new, str(signing.get("current") or ""))
+    if problem:
+        raise OperatorError(
+            f"the new URL did not take a signed check event ({problem}); Cobalt keeps delivering to the old one too. "
+            "Check the deploy (WebhookUrl) and run docdrop rotate-webhook-path again",
+            1,
+        )
+    for hook in (w for w in hooks if w.url == old):
+        if not cobalt.delete_webhook(hook.webhook_id):
+            raise OperatorError("Cobalt did not confirm removing the old URL: run docdrop rotate-webhook-path again")
+    _report(
+        args,
+        out,
+        "moved",
+        next((w.webhook_id for w in _cobalt_call(cobalt.list_webhooks) if w.url == new), None),
+        "Cobalt delivers to the new URL only; deploy again with WebhookPreviousPathToken empty",
+    )
+    return 0
+
+
+def check_delivery(url: str, secret: str, timeout: float = 10.0) -> str | None:
+    """POST a signed check event (no PHI: an id, a type and a time) to the webhook; None when it answered 200."""
+    if not secret or secret == PLACEHOLDER:
+        return "no signing secret is stored"
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    event = {"id": f"docdrop-check-{uuid.uuid4()}", "object": "event", "created": now, "type": "docdrop.check"}
+    body = json.dumps(event, separators=(",", ":")).encode("utf-8")
+    headers = {
+        "content-type": "application/json",
+        "cobalt-verification": sign_payload(secret, body),
+        "webhook-id": event["id"],
+        "webhook-timestamp": now,
+        "webhook-attempt": "1",
+    }
+    try:
+        response = requests.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
+    except requests.exceptions.RequestException as exc:
+        return type(exc).__name__
+    return None if response.status_code == 200 else f"HTTP {response.status_code}"
 
 
 def _in_24_hours() -> str:

@@ -262,6 +262,21 @@ class Deployed:
         for logical in self.of_type("AWS::SecretsManager::ResourcePolicy"):
             properties = self.properties(logical)
             found[str(properties["SecretId"])] = properties["ResourcePolicy"]
+        for logical in self.of_type("AWS::Lambda::Permission"):  # a function's policy: one statement per permission
+            properties = self.properties(logical)
+            function = str(properties["FunctionName"])
+            if not function.startswith("arn:"):
+                function = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function}"
+            statement: dict[str, Any] = {
+                "Effect": "Allow",
+                "Principal": {"Service": properties["Principal"]},
+                "Action": properties["Action"],
+                "Resource": function,
+            }
+            if "SourceArn" in properties:
+                statement["Condition"] = {"ArnLike": {"aws:SourceArn": properties["SourceArn"]}}
+            policy = found.setdefault(function, {"Version": "2012-10-17", "Statement": []})
+            policy["Statement"].append(statement)
         return found
 
 

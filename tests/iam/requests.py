@@ -386,6 +386,18 @@ def made_for_the_stack(deployed: Deployed) -> list[Request]:
             why = "the stream's poller sends a record that keeps failing to the failure queue"
             found.append(Request(function, "sqs:SendMessage", destination, (), why))
             found += [Request(function, a, key, (), f"{why} (its key)") for a in SENDING]
+    for route in deployed.of_type("AWS::ApiGatewayV2::Route"):
+        properties = deployed.properties(route)
+        integration = str(properties["Target"]).removeprefix("integrations/")
+        [target] = [i for i in deployed.of_type("AWS::ApiGatewayV2::Integration") if deployed.ref(i) == integration]
+        method, path = str(properties["RouteKey"]).split(" ", 1)
+        api = deployed.ref(_one(deployed, "AWS::ApiGatewayV2::Api"))
+        route_arn = f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{api}/$default/{method}{path}"
+        invoked = str(deployed.properties(target)["IntegrationUri"])
+        why = f"API Gateway invokes the function for its route {method} /…"  # the path holds the token
+        found.append(
+            Request("apigateway.amazonaws.com", "lambda:InvokeFunction", invoked, (("aws:SourceArn", route_arn),), why)
+        )
     for function in deployed.of_type("AWS::Lambda::Function"):
         group = deployed.properties(function).get("LoggingConfig", {}).get("LogGroup")
         arn = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{group}:log-stream:*"

@@ -45,8 +45,53 @@ def test_ingest_queue_keeps_messages_longer_than_the_longest_retry_and_the_dlq_k
 
 def test_webhook_times_out_before_cobalts_five_seconds() -> None:
     assert props("WebhookFunction")["Timeout"] < 5
-    [event] = props("WebhookFunction")["Events"].values()
-    assert event["Type"] == "HttpApi" and event["Properties"]["Path"] == "/webhooks/cobalt"
+
+
+def test_the_webhooks_only_routes_hold_the_path_token_so_a_request_without_it_meets_no_throttle_and_no_function() -> (
+    None
+):
+    routes = of_type("AWS::ApiGatewayV2::Route")
+    assert set(routes) == {"WebhookRoute", "WebhookPreviousRoute"}
+    assert props("WebhookRoute")["RouteKey"] == {"Fn::Sub": "POST /webhooks/cobalt/${WebhookPathToken}"}
+    assert props("WebhookPreviousRoute")["RouteKey"] == {"Fn::Sub": "POST /webhooks/cobalt/${WebhookPreviousPathToken}"}
+    assert routes["WebhookPreviousRoute"]["Condition"] == "KeepPreviousWebhookPath"  # only while the token changes
+    assert "Events" not in props("WebhookFunction")  # a SAM event's path cannot hold a parameter
+    for route in routes.values():
+        assert route["Properties"]["Target"] == {"Fn::Sub": "integrations/${WebhookIntegration}"}
+    assert props("WebhookIntegration")["IntegrationUri"] == {"Fn::GetAtt": ["WebhookFunction", "Arn"]}
+    [permission] = of_type("AWS::Lambda::Permission").values()
+    assert permission["Properties"]["SourceArn"]["Fn::Sub"].endswith(":${WebhookApi}/*/POST/webhooks/cobalt/*")
+    assert set(of_type("AWS::ApiGatewayV2::Api")) == {"WebhookApi"}
+    assert not {"Body", "BodyS3Location", "Target", "RouteKey"} & set(props("WebhookApi"))  # no route but these two
+    throttle = props("WebhookApiStage")["DefaultRouteSettings"]
+    assert (throttle["ThrottlingRateLimit"], throttle["ThrottlingBurstLimit"]) == (100, 200)
+
+
+def test_the_path_token_is_unguessable_and_the_previous_one_is_empty_unless_the_token_changes() -> None:
+    import re
+
+    token = TEMPLATE["Parameters"]["WebhookPathToken"]
+    previous = TEMPLATE["Parameters"]["WebhookPreviousPathToken"]
+    assert "Default" not in token  # every stack makes its own: `sam deploy --guided` asks for it
+    assert token["MinLength"] >= 32  # 32 URL-safe characters are 192 bits
+    pattern = re.compile(token["AllowedPattern"])
+    assert pattern.fullmatch("a" * 32) and not pattern.fullmatch("a/b" * 11) and not pattern.fullmatch("a b" * 11)
+    assert previous["Default"] == ""
+    assert re.fullmatch(previous["AllowedPattern"], "") and not re.fullmatch(previous["AllowedPattern"], "short")
+    [assertion] = TEMPLATE["Rules"]["TwoDifferentPathTokens"]["Assertions"]
+    assert assertion["Assert"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "WebhookPathToken"}, {"Ref": "WebhookPreviousPathToken"}]}]
+    }
+    outputs = TEMPLATE["Outputs"]
+    assert outputs["WebhookUrl"]["Value"]["Fn::Sub"].endswith("/webhooks/cobalt/${WebhookPathToken}")
+    assert outputs["PreviousWebhookUrl"]["Condition"] == "KeepPreviousWebhookPath"
+
+
+def test_an_alarm_watches_the_webhooks_4xx_answers() -> None:
+    alarm = props("Webhook4xxAlarm")
+    assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"]) == ("AWS/ApiGateway", "4xx", "Sum")
+    assert {"Name": "ApiId", "Value": {"Ref": "WebhookApi"}} in alarm["Dimensions"]
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}] and alarm["TreatMissingData"] == "notBreaching"
 
 
 def test_ledger_has_pitr_kms_encryption_ttl_and_retain() -> None:
@@ -254,9 +299,9 @@ def test_every_log_group_has_retention_and_encryption_and_every_function_uses_on
     assert TEMPLATE["Globals"]["Function"]["LoggingConfig"]["LogFormat"] == "JSON"
 
 
-def test_access_logs_carry_no_body_query_or_headers() -> None:
-    log_format = props("WebhookApi")["AccessLogSettings"]["Format"]
-    for leak in ("$request", "querystring", "body", "$input", "header"):
+def test_access_logs_carry_no_body_query_headers_path_or_route_where_the_token_is() -> None:
+    log_format = props("WebhookApiStage")["AccessLogSettings"]["Format"]
+    for leak in ("$request", "querystring", "body", "$input", "header", "path", "routekey", "resource"):
         assert leak not in log_format.lower().replace("$context.requestid", "").replace("$context.requesttime", "")
 
 
