@@ -391,9 +391,11 @@ class DocDropModel(RuleBasedStateMachine):
 
     # The EMR refuses a document (its version ends FAILED, still holding its file's fingerprint), and the producer's
     # SDK puts the same file again twice, both in one batch: the race of two identical versions past a FAILED one.
+    # Then both stop there, or both go on a write at a time in turns, without a fault, and Cobalt answers each POST as
+    # drawn: both past their reads before either writes.
     @precondition(lambda self: any(not d.processed for d in self.cobalt.documents.values()))
-    @rule(data=st.data())
-    def the_emr_refuses_a_document_and_its_file_is_put_again_twice(self, data: st.DataObject) -> None:
+    @rule(data=st.data(), then=st.sampled_from(["stop", "in turns"]))
+    def the_emr_refuses_a_document_and_its_file_is_put_again_twice(self, data: st.DataObject, then: str) -> None:
         document = data.draw(st.sampled_from([d for d in self.cobalt.documents.values() if not d.processed]))
         for invocation in [i for i in self.running if i.message.version.object_id == document.object_id]:
             while not invocation.done:  # its upload records what Cobalt answered, without a fault
@@ -402,9 +404,22 @@ class DocDropModel(RuleBasedStateMachine):
         document.uploaded = False  # the EMR's decision, whatever the upload expected (Cobalt only learns it now)
         self._report(document.document_id)
         version = self._version(document.object_id)
-        if version is not None:
-            STATS["refused files put again twice in one batch"] += 1
-            self._put_again(version, 2, one_batch=True)
+        if version is None:
+            return
+        STATS[f"refused files put again twice in one batch, then {then}"] += 1
+        before = set(self.running)
+        self._put_again(version, 2, one_batch=True)
+        racing = [i for i in self.running if i not in before]
+        if then == "stop" or len(racing) < 2:
+            return
+        while any(not i.done and i.pending != "post" for i in racing):
+            for invocation in racing:
+                if not invocation.done and invocation.pending != "post":
+                    invocation.advance("go")
+        for invocation in racing:
+            if not invocation.done:
+                invocation.advance(data.draw(st.sampled_from(POST_MODES)))
+            self._after_step(invocation)
 
     def _report(self, document_id: str) -> None:
         """The EMR robot is done with a document, its webhook is delivered once, and the stream joins it."""
@@ -482,11 +497,17 @@ class DocDropModel(RuleBasedStateMachine):
 
     # The usual life of an upload whose submission was not recorded (Cobalt accepted it, the write failed, the document
     # id was kept for the reconciler), in one step: its message comes back after the queue's visibility and runs
-    # without a fault (the lapsed claim becomes a review), the EMR reports the document, and a person decides, before
-    # any reconciler pass records the kept submission.
+    # without a fault (the lapsed claim becomes a review), the EMR files or refuses the document, and a person decides,
+    # before any reconciler pass records the kept submission.
     @precondition(lambda self: bool(self._in_status(Status.RECEIVED)))
-    @rule(data=st.data(), decision=st.sampled_from(["filed", "resend", "dismiss"]))
-    def a_kept_submission_becomes_a_review_and_a_person_decides(self, data: st.DataObject, decision: str) -> None:
+    @rule(
+        data=st.data(),
+        emr=st.sampled_from(["files it", "refuses it"]),
+        decision=st.sampled_from(["filed", "resend", "dismiss"]),
+    )
+    def a_kept_submission_becomes_a_review_and_a_person_decides(
+        self, data: st.DataObject, emr: str, decision: str
+    ) -> None:
         claimed = data.draw(st.sampled_from(self._in_status(Status.RECEIVED)))
         version = self._version(str(claimed["object_id"]))
         if version is None or any(i.message.version is version for i in self.running):
@@ -503,10 +524,11 @@ class DocDropModel(RuleBasedStateMachine):
         self._after_step(invocation)
         for document in self.cobalt.stored_for(version.object_id):
             if not document.processed:
+                document.uploaded = emr == "files it"  # the EMR's decision (Cobalt only learns it now)
                 self._report(document.document_id)
         review = self.ledger.get_object(version.ref) or {}
         if review.get("status") == Status.NEEDS_REVIEW.value:
-            STATS[f"kept submissions reviewed, then {decision}"] += 1
+            STATS[f"kept submissions reviewed, the EMR {emr}, then {decision}"] += 1
             self._decide(review, decision)
 
     def _decide(self, review: dict[str, Any], decision: str) -> None:
