@@ -168,6 +168,7 @@ class DocDropModel(RuleBasedStateMachine):
         self.running: list[Invocation] = []
         self.started_at: dict[int, Any] = {}
         self.known: set[str] = set()  # Cobalt documents the ledger has recorded as some object's, at some point
+        self.sent_anyway: set[str] = set()  # DUPLICATE versions a person approved sending: allowed in the chart twice
         self.counter = 0
         self.snapshot: list[dict[str, Any]] = []  # the table's raw items, as the last check read them
         self.invocations = 0
@@ -320,7 +321,10 @@ class DocDropModel(RuleBasedStateMachine):
         if not invocation.done:
             invocation.advance(answer)
         if then == "not recorded" and answer.startswith("accept") and not invocation.done:
-            invocation.advance("burst")
+            while not invocation.done and not invocation.pending.startswith("update_item OBJ"):
+                invocation.advance("go")  # the breaker's write comes first: the burst is the submission's
+            if not invocation.done:
+                invocation.advance("burst")
             while not invocation.done:
                 invocation.advance("go")
         self._after_step(invocation)
@@ -497,12 +501,12 @@ class DocDropModel(RuleBasedStateMachine):
 
     # The usual life of an upload whose submission was not recorded (Cobalt accepted it, the write failed, the document
     # id was kept for the reconciler), in one step: its message comes back after the queue's visibility and runs
-    # without a fault (the lapsed claim becomes a review), the EMR files or refuses the document, and a person decides,
-    # before any reconciler pass records the kept submission.
+    # without a fault (the lapsed claim becomes a review), the EMR files or refuses the document (its webhook on time,
+    # or late), and a person decides, before any reconciler pass records the kept submission.
     @precondition(lambda self: bool(self._in_status(Status.RECEIVED)))
     @rule(
         data=st.data(),
-        emr=st.sampled_from(["files it", "refuses it"]),
+        emr=st.sampled_from(["files it", "refuses it", "refuses it, its webhook late"]),
         decision=st.sampled_from(["filed", "resend", "dismiss"]),
     )
     def a_kept_submission_becomes_a_review_and_a_person_decides(
@@ -525,7 +529,10 @@ class DocDropModel(RuleBasedStateMachine):
         for document in self.cobalt.stored_for(version.object_id):
             if not document.processed:
                 document.uploaded = emr == "files it"  # the EMR's decision (Cobalt only learns it now)
-                self._report(document.document_id)
+                if emr.endswith("late"):  # the EMR is done, and its webhook waits (cobalt_delivers_a_webhook)
+                    self.cobalt.process(document.document_id, utc_now())
+                else:
+                    self._report(document.document_id)
         review = self.ledger.get_object(version.ref) or {}
         if review.get("status") == Status.NEEDS_REVIEW.value:
             STATS[f"kept submissions reviewed, the EMR {emr}, then {decision}"] += 1
@@ -547,6 +554,19 @@ class DocDropModel(RuleBasedStateMachine):
                 self._enqueue(version)  # as `docdrop resolve --not-filed --resend` does
         elif decision == "dismiss" and not filed:
             self.ledger.dismiss_review(review, "Dismissed by a person: not needed", "person")
+
+    # `docdrop resolve --resend --key K`: a person says a DUPLICATE is a different page after all, and it is sent once.
+    @precondition(lambda self: bool(self._in_status(Status.DUPLICATE)))
+    @rule(data=st.data())
+    def a_person_sends_a_duplicate_anyway(self, data: st.DataObject) -> None:
+        item = data.draw(st.sampled_from(self._in_status(Status.DUPLICATE)))
+        version = self._version(str(item["object_id"]))
+        assert version is not None
+        reason = "Resend approved by a person: a different page after all"
+        if self.ledger.approve_resend(version.ref, reason, "person", status=Status.DUPLICATE):
+            STATS["duplicates a person sent anyway"] += 1
+            self.sent_anyway.add(version.object_id)
+            self._enqueue(version)
 
     @precondition(lambda self: bool(self._in_status(Status.PENDING_RETRY) + self._in_status(Status.BLOCKED)))
     @rule(data=st.data())
@@ -580,7 +600,8 @@ class DocDropModel(RuleBasedStateMachine):
         filed = [d for d in truth.values() if d.uploaded]
         twice = [o for o, n in Counter(d.object_id for d in filed).items() if n > 1]
         assert not twice, f"a version reached Cobalt twice (object {twice[0]})"
-        same = [k for k, n in Counter((d.content, d.mrn, d.folder) for d in filed).items() if n > 1]
+        unasked = [d for d in filed if d.object_id not in self.sent_anyway]  # a person may allow a second copy
+        same = [k for k, n in Counter((d.content, d.mrn, d.folder) for d in unasked).items() if n > 1]
         assert not same, "the same file, patient and folder reached Cobalt twice"
         # 2. The ledger says only what Cobalt did: a document is only ever its own object's.
         for object_id, item in objects.items():
