@@ -57,3 +57,69 @@ def test_a_resent_reviews_refused_document_is_never_taken_by_a_claim_that_never_
         model._decide(review, "resend")
         model._settle()
         model.the_promises_hold()  # B must not hold A's refused document
+
+
+class Drawn:
+    """What a rule's `data.draw` returns, in order: a walk's choices, written down."""
+
+    def __init__(self, *values: Any) -> None:
+        self.values = list(values)
+
+    def draw(self, strategy: Any, label: Any = None) -> Any:
+        return self.values.pop(0)
+
+
+def _model(dynamodb_endpoint: str, ddb: Any, clock: Any) -> DocDropModel:
+    DocDropModel.endpoint = dynamodb_endpoint
+    DocDropModel.table = create_ledger_table(ddb)
+    DocDropModel.clock = clock
+    model = DocDropModel()
+    model.start_the_clock()
+    return model
+
+
+def test_two_identical_versions_in_turns_past_a_refused_one_are_sent_once(dynamodb_endpoint: str, ddb: Any) -> None:
+    """Defect 2 of #25, reached by the rules as a random walk would: the EMR refuses a document, its file is put twice
+    in one batch, both invocations go on in turns (both past their reads before either re-holds the fingerprint), and
+    Cobalt accepts each POST. With the forced hold unconditional again, both are filed (make model-reverts)."""
+    with freeze_time(START, auto_tick_seconds=0.0005, ignore=IGNORE) as clock:
+        model = _model(dynamodb_endpoint, ddb, clock)
+        model.a_producer_puts_a_document(content=0, patient=0, tagged=True, same_key=False)
+        first = model._start(model._visible()[0])
+        _run(first, "accept_uploaded")
+        model._after_step(first)
+        [document] = model.cobalt.documents.values()
+        racing = Drawn(document, "accept_uploaded", "accept_uploaded")
+        model.the_emr_refuses_a_document_and_its_file_is_put_again_twice(racing, "in turns")
+        model.the_promises_hold()
+        statuses = sorted(str((model.ledger.get_object(v.ref) or {}).get("status")) for v in model.versions[1:])
+        assert statuses == [Status.DUPLICATE.value, Status.RECEIVED.value]  # the second at its submission write
+        assert len(model.cobalt.documents) == 2  # the refused one, and one of the two
+
+
+def test_a_resend_of_a_kept_submission_the_emr_refused_carries_no_approval_into_submitted(
+    dynamodb_endpoint: str, ddb: Any
+) -> None:
+    """Defect 6 of #25, reached by the rules: Cobalt accepts an upload whose submission write fails (its id is kept),
+    the lapsed claim becomes a review, the EMR refuses the document with its webhook late, a person approves a resend,
+    and the resend finds the kept submission and records it. With the approval kept past NEEDS_REVIEW again, the
+    object is SUBMITTED and still carries it, so every later event of it would loop to the DLQ (make model-reverts)."""
+    with freeze_time(START, auto_tick_seconds=0.0005, ignore=IGNORE) as clock:
+        model = _model(dynamodb_endpoint, ddb, clock)
+        model.a_producer_puts_a_document(content=0, patient=0, tagged=True, same_key=False)
+        upload = Drawn(model._visible()[0])
+        model.an_upload_runs_to_its_post_and_cobalt_answers(upload, "accept_uploaded", "not recorded")
+        model.the_promises_hold()
+        [claimed] = model._in_status(Status.RECEIVED)
+        decided = Drawn(claimed)
+        model.a_kept_submission_becomes_a_review_and_a_person_decides(decided, "refuses it, its webhook late", "resend")
+        model.the_promises_hold()
+        review = model.ledger.get_object(model.versions[0].ref) or {}
+        assert review.get("status") == Status.NEEDS_REVIEW.value and review.get("resend_approved")
+        resend = model._start(model._visible()[0])
+        while not resend.done:
+            resend.advance("go")
+            model.the_promises_hold()
+        model._after_step(resend)
+        assert (model.ledger.get_object(model.versions[0].ref) or {}).get("status") == Status.SUBMITTED.value
+        assert len(model.cobalt.documents) == 1  # recorded, never sent a second time
