@@ -150,9 +150,13 @@ class Doctor:
         url = self.target.webhook_url
         if self.webhooks is None or not url:
             return Check(name, None, "skipped: Cobalt not reachable" if url else "skipped: the webhook URL is unknown")
+        old = self.target.previous_webhook_url  # deployed while the path token changes
         if any(w.url == url for w in self.webhooks):
+            if old and any(w.url == old for w in self.webhooks):
+                return Check(name, False, "the old path token's URL is registered too: run docdrop rotate-webhook-path")
             return Check(name, True, url)
-        return Check(name, False, f"{url} is not registered with Cobalt: run docdrop register-webhook")
+        fix = "docdrop rotate-webhook-path" if old else "docdrop register-webhook"
+        return Check(name, False, f"{url} is not registered with Cobalt: run {fix}")
 
     def signing_secret_matches(self) -> Check:
         """Deliveries Cobalt logged as failed since the secret was last stored: it signs with another secret (or the

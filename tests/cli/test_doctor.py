@@ -4,6 +4,7 @@ and exits 1; once the fault is mended it passes again."""
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -89,6 +90,19 @@ def webhook_unregistered(stack: CliStack) -> Iterator[None]:
 
 
 @contextmanager
+def old_path_token_still_registered(stack: CliStack) -> Iterator[None]:
+    """Deployed with a new path token and the old one beside it, and Cobalt told of both: the rotation's middle."""
+    old_token = stack.stack.webhook_adapter.token
+    stack.info = stack.stack.deploy_webhook_path(secrets.token_urlsafe(32), previous=old_token)
+    stack.sandbox.webhooks["doctor-new-path"] = stack.info.webhook_url
+    try:
+        yield
+    finally:
+        del stack.sandbox.webhooks["doctor-new-path"]
+        stack.info = stack.stack.deploy_webhook_path(old_token)
+
+
+@contextmanager
 def signing_secret_mismatch(stack: CliStack) -> Iterator[None]:
     secrets = stack.client("secretsmanager")
     current = json.loads(secrets.get_secret_value(SecretId=stack.info.secrets["webhook_signing"])["SecretString"])
@@ -171,6 +185,11 @@ FAULTS: dict[str, tuple[Callable[[CliStack], AbstractContextManager[None]], str,
     ),
     "credentials Cobalt refuses": (refused_credentials, "Cobalt reachable with them", "refuses these credentials"),
     "webhook not registered": (webhook_unregistered, "webhook URL registered", "run docdrop register-webhook"),
+    "old path token still registered": (
+        old_path_token_still_registered,
+        "webhook URL registered",
+        "old path token's URL is registered too: run docdrop rotate-webhook-path",
+    ),
     "signing secret mismatch": (
         signing_secret_mismatch,
         "webhook signing secret matches",
