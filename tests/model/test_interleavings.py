@@ -169,6 +169,9 @@ class DocDropModel(RuleBasedStateMachine):
         self.started_at: dict[int, Any] = {}
         self.known: set[str] = set()  # Cobalt documents the ledger has recorded as some object's, at some point
         self.sent_anyway: set[str] = set()  # DUPLICATE versions a person approved sending: allowed in the chart twice
+        # Per reviewed version a person sent again: the documents its earlier attempts stored, which the person saw
+        # refused in the chart (a person's call; the version's state is then what the resend reached).
+        self.judged: dict[str, set[str]] = {}
         self.counter = 0
         self.snapshot: list[dict[str, Any]] = []  # the table's raw items, as the last check read them
         self.invocations = 0
@@ -551,15 +554,17 @@ class DocDropModel(RuleBasedStateMachine):
         elif decision == "resend" and settled and not filed:  # waited for the EMR, and it is not in the chart
             reason = "Resend approved by a person: not in the chart"
             if self.ledger.approve_resend(version.ref, reason, "person", status=Status.NEEDS_REVIEW):
+                judged = self.judged.setdefault(version.object_id, set())
+                judged.update(d.document_id for d in self.cobalt.stored_for(version.object_id))
                 self._enqueue(version)  # as `docdrop resolve --not-filed --resend` does
         elif decision == "dismiss" and not filed:
             self.ledger.dismiss_review(review, "Dismissed by a person: not needed", "person")
 
     # `docdrop resolve --resend --key K`: a person says a DUPLICATE is a different page after all, and it is sent once.
-    @precondition(lambda self: bool(self._in_status(Status.DUPLICATE)))
+    @precondition(lambda self: bool(self._duplicates_not_approved()))
     @rule(data=st.data())
     def a_person_sends_a_duplicate_anyway(self, data: st.DataObject) -> None:
-        item = data.draw(st.sampled_from(self._in_status(Status.DUPLICATE)))
+        item = data.draw(st.sampled_from(self._duplicates_not_approved()))
         version = self._version(str(item["object_id"]))
         assert version is not None
         reason = "Resend approved by a person: a different page after all"
@@ -567,6 +572,9 @@ class DocDropModel(RuleBasedStateMachine):
             STATS["duplicates a person sent anyway"] += 1
             self.sent_anyway.add(version.object_id)
             self._enqueue(version)
+
+    def _duplicates_not_approved(self) -> list[dict[str, Any]]:
+        return [o for o in self._in_status(Status.DUPLICATE) if not o.get(RESEND_APPROVED)]
 
     @precondition(lambda self: bool(self._in_status(Status.PENDING_RETRY) + self._in_status(Status.BLOCKED)))
     @rule(data=st.data())
@@ -713,7 +721,8 @@ class DocDropModel(RuleBasedStateMachine):
             )
         for version in self.versions:
             item = objects.get(version.object_id) or {}
-            stored = self.cobalt.stored_for(version.object_id)
+            judged = self.judged.get(version.object_id, set())
+            stored = [d for d in self.cobalt.stored_for(version.object_id) if d.document_id not in judged]
             if not stored:
                 continue
             linked = str(item.get("document_id")) in {d.document_id for d in stored}
