@@ -24,6 +24,7 @@ from local.resources import WebhookStage, webhook_stage
 from local.workers import FunctionTimedOut
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+UNPROTECTED_PATH = "none"  # WebhookPreviousPathToken for a stack deployed before the path token
 
 
 def http_api_event(
@@ -130,6 +131,8 @@ class WebhookAdapter:
             self.token, self.previous_token = token, previous
 
     def _path(self, token: str) -> str:
+        if token == UNPROTECTED_PATH:  # its route had no token
+            return self.stage.path_before_token.rstrip("/")
         return self.stage.path_before_token + token
 
     @property

@@ -85,6 +85,37 @@ def test_the_webhooks_concurrency_is_bounded_by_a_parameter_that_reserves_nothin
 
 
 # ----- backups and alarms -------------------------------------------------------------------------------------------
+def test_api_gateway_may_invoke_the_webhook_on_the_token_routes_only_and_on_the_old_path_while_a_stack_upgrades() -> (
+    None
+):
+    from tests.iam.requests import made_for_the_stack
+
+    token, old = "n" * 43, "o" * 43
+    for given, paths in (
+        ({"WebhookPathToken": token}, [f"/webhooks/cobalt/{token}"]),
+        ({"WebhookPathToken": token, "WebhookPreviousPathToken": old}, [f"/webhooks/cobalt/{p}" for p in (token, old)]),
+        (
+            {"WebhookPathToken": token, "WebhookPreviousPathToken": "none"},
+            [f"/webhooks/cobalt/{token}", "/webhooks/cobalt"],
+        ),
+    ):
+        template = _given(**given)
+        routes = [template.properties(r)["RouteKey"] for r in template.of_type("AWS::ApiGatewayV2::Route")]
+        assert sorted(routes) == sorted(f"POST {p}" for p in paths)
+        invokes = [r for r in made_for_the_stack(template) if r.principal == "apigateway.amazonaws.com"]
+        assert len(invokes) == len(paths) and simulate(invokes, template) == ["Allowed"] * len(paths)
+        foreign = [
+            dataclasses.replace(
+                r, context=(("aws:SourceArn", dict(r.context)["aws:SourceArn"].replace("pretendapi1", "other")),)
+            )
+            for r in invokes
+        ]
+        assert simulate(foreign, template) == ["ImplicitlyDenied"] * len(paths)  # another API may not invoke it
+        outputs = template.template["Outputs"]
+        if "WebhookPreviousPathToken" in given:
+            assert template.resolve(outputs["PreviousWebhookUrl"]["Value"]).endswith(paths[1])
+
+
 def test_the_ledger_is_backed_up_daily_into_a_vault_under_the_stacks_key_unless_turned_off() -> None:
     template = deployed()
     [selection] = template.of_type("AWS::Backup::BackupSelection")

@@ -70,6 +70,19 @@ def test_the_previous_tokens_route_answers_until_the_next_deploy_drops_it(tmp_pa
     assert both == [200, 200] and after == [200, 404] and adapter.previous_url is None
 
 
+def test_a_stack_upgrading_from_before_the_token_keeps_its_old_route_until_the_next_deploy(tmp_path: Path) -> None:
+    adapter = _adapter(tmp_path, Clock())
+    old_url = adapter.url.removesuffix("/" + TOKEN)  # /webhooks/cobalt, as deployed before the token
+    try:
+        adapter.deploy(TOKEN, previous="none")
+        during = [requests.post(u, data=b"{}").status_code for u in (adapter.url, old_url)]
+        adapter.deploy(TOKEN)
+        after = requests.post(old_url, data=b"{}").status_code
+    finally:
+        adapter.stop()
+    assert adapter.previous_url is None and during == [200, 200] and after == 404
+
+
 def test_the_access_log_has_a_line_per_request_in_the_templates_format_and_never_the_token(tmp_path: Path) -> None:
     adapter = _adapter(tmp_path, Clock())
     try:
