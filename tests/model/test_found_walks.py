@@ -123,3 +123,43 @@ def test_a_resend_of_a_kept_submission_the_emr_refused_carries_no_approval_into_
         model._after_step(resend)
         assert (model.ledger.get_object(model.versions[0].ref) or {}).get("status") == Status.SUBMITTED.value
         assert len(model.cobalt.documents) == 1  # recorded, never sent a second time
+
+
+def test_a_copy_sent_anyway_and_refused_leaves_the_first_copy_guarding_its_file(
+    dynamodb_endpoint: str, ddb: Any
+) -> None:
+    """Found by make model: a person sent a DUPLICATE anyway, which took the file's fingerprint over from the version
+    in the chart; the EMR refused that copy, so the next identical version found only a refused holder, took it over,
+    and was sent: the file was in the chart twice, and nobody had asked for it. Fixed: a take-over sent anyway keeps
+    the version that may be in the chart on the fingerprint (`in_chart`), and the next version is its DUPLICATE."""
+    with freeze_time(START, auto_tick_seconds=0.0005, ignore=IGNORE) as clock:
+        model = _model(dynamodb_endpoint, ddb, clock)
+        model.a_producer_puts_a_document(content=0, patient=0, tagged=True, same_key=False)
+        first = model._start(model._visible()[0])
+        _run(first, "accept_uploaded")
+        model._after_step(first)
+        [filed] = model.cobalt.documents.values()
+        model._report(filed.document_id)
+        model._put_again(model.versions[0], 1, one_batch=False)
+        again = model._start(model._visible()[0])
+        _run(again, "accept_uploaded")
+        model._after_step(again)
+        model.the_promises_hold()
+        [duplicate] = model._in_status(Status.DUPLICATE)
+        model.a_person_sends_a_duplicate_anyway(Drawn(duplicate))
+        anyway = model._start(model._visible()[0])
+        _run(anyway, "accept_uploaded")
+        model._after_step(anyway)
+        [copy] = [d for d in model.cobalt.documents.values() if d.document_id != filed.document_id]
+        copy.uploaded = False  # the EMR refuses the copy a person sent anyway
+        model._report(copy.document_id)
+        model.the_promises_hold()
+        model._put_again(model.versions[0], 1, one_batch=False)
+        third = model._start(model._visible()[0])
+        _run(third, "accept_uploaded")
+        model._after_step(third)
+        model.the_promises_hold()
+        item = model.ledger.get_object(model.versions[-1].ref) or {}
+        assert item.get("status") == Status.DUPLICATE.value
+        assert item.get("duplicate_of") == model.versions[0].object_id  # the copy in the chart, named
+        assert len(model.cobalt.documents) == 2

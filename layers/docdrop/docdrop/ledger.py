@@ -75,6 +75,7 @@ OPEN = frozenset({Status.RECEIVED, Status.WAITING_FOR_TAGS, Status.PENDING_RETRY
 SENT_BY_CLAIM = (Status.RECEIVED, Status.NEEDS_REVIEW, Status.DISMISSED)
 # A REJECTED version with this flag was refused only because its tags never came: its tags, if they come, resume it.
 TAGS_EXPIRED = "tags_expired"
+IN_CHART = "in_chart"  # on a fingerprint: the version that may be in the chart, kept past a take-over sent anyway
 # On a Cobalt document: its outcome is not yet joined to an object (feeds the sparse `by_unjoined_outcome` index).
 UNJOINED = "outcome_unjoined"
 # Its value for a submission Cobalt accepted whose own ledger write failed (see `remember_submission`).
@@ -1206,7 +1207,12 @@ class DocumentLedger:
 
     # ----- identical documents (same file, patient and folder) -------------------------------------------------
     def hold_fingerprint(
-        self, fingerprint: str, ref: ObjectRef, window: timedelta, replacing: Mapping[str, Any] | None = None
+        self,
+        fingerprint: str,
+        ref: ObjectRef,
+        window: timedelta,
+        replacing: Mapping[str, Any] | None = None,
+        in_chart: Mapping[str, Any] | None = None,
     ) -> dict[str, Any] | None:
         """Hold a keyed fingerprint of (file, patient, folder) for this object version for `window`.
 
@@ -1215,6 +1221,10 @@ class DocumentLedger:
         allow_duplicate, a person's resend), it takes the fingerprint over from that holder only, as it was read. Always
         one conditional UpdateItem, so two identical versions racing each other, even past a holder they both may
         replace, cannot both pass.
+
+        `in_chart` (a take-over sent anyway past a version that may be in the chart: its bucket, key, version, object id
+        and `held_at`) is kept as the item's `in_chart`, so that when this version is refused, the next identical one
+        still finds the copy in the chart (`chart_copy`) instead of a refused holder it may replace.
         """
         now = datetime.now(UTC)
         e = Expression()
@@ -1222,9 +1232,13 @@ class DocumentLedger:
             {
                 **_ref_attributes(ref),
                 "held_at": now.isoformat(timespec="microseconds"),
-                "expires_at": int((now + window + timedelta(days=1)).timestamp()),  # useless after the window
+                "expires_at": int(
+                    (now + window + timedelta(days=1)).timestamp()  # useless after the window (the kept copy's too)
+                ),
+                **({IN_CHART: dict(in_chart)} if in_chart else {}),
             }
         )
+        removed = "" if in_chart else f" REMOVE {e.n(IN_CHART)}"
         free = f"attribute_not_exists({e.n('pk')}) OR {e.n('object_id')} = {e.v(ref.object_id)}"
         if replacing is None:  # (placeholders only for what the expression uses: DynamoDB refuses unused ones)
             condition = f"{free} OR {e.n('held_at')} < {e.v((now - window).isoformat(timespec='microseconds'))}"
@@ -1237,7 +1251,7 @@ class DocumentLedger:
                 TableName=self._table,
                 Key={"pk": {"S": f"FP#{fingerprint}"}, "sk": {"S": "FP"}},
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                **e.kwargs("SET " + ", ".join(sets), condition),
+                **e.kwargs("SET " + ", ".join(sets) + removed, condition),
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":

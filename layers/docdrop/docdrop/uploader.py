@@ -32,6 +32,7 @@ from docdrop.evidence import document_fingerprint, patient_folder_fingerprint
 from docdrop.filetype import EXTENSIONS, MAX_DOCUMENT_BYTES, SNIFF_BYTES, sniff_content_type
 from docdrop.ledger import (
     CLAIMABLE,
+    IN_CHART,
     INTERRUPTED_REASON,
     RESEND_APPROVED,
     RESENDABLE,
@@ -42,6 +43,7 @@ from docdrop.ledger import (
     ObjectRef,
     Status,
     now_iso,
+    parse_moment,
 )
 from docdrop.observability import AccountMetrics, MetricName
 from docdrop.retry_schedule import RetrySchedule
@@ -300,15 +302,20 @@ class DocumentUploader:
         # review says this version is not in the chart, not that its page is not: an identical version sent meanwhile
         # makes it a DUPLICATE (which the person may then send anyway).
         force = decision.allow_duplicate or (claim.resend_approved and claim.previous_status == Status.DUPLICATE.value)
+        copy: dict[str, Any] | None = None
         try:
             holder = self._ledger.hold_fingerprint(fingerprint, ref, self._duplicate_window)
             # Taken over only from the holder as read: sent anyway (a producer's or a person's say), or one whose
-            # version was refused (say, for a staff id fixed since), so this one is not a second copy. Another version
-            # racing past the same holder then finds this one holding it.
+            # version was refused (say, for a staff id fixed since) with no copy in the chart, so this one is not a
+            # second copy. Another version racing past the same holder then finds this one holding it. Sent anyway
+            # past a copy that may be in the chart, the fingerprint keeps that copy: this one may be refused yet.
             for _ in range(3):
-                if holder is None or not (force or self._never_filed(holder)):
+                copy = self._chart_copy(holder) if holder is not None else None
+                if holder is None or not (force or copy is None):
                     break
-                holder = self._ledger.hold_fingerprint(fingerprint, ref, self._duplicate_window, replacing=holder)
+                holder = self._ledger.hold_fingerprint(
+                    fingerprint, ref, self._duplicate_window, replacing=holder, in_chart=copy
+                )
             if holder is not None and force:
                 raise LedgerError("the fingerprint kept changing hands")
         except (LedgerError, ClientError) as exc:
@@ -316,6 +323,7 @@ class DocumentUploader:
             raise RetryLater(f"object {ref.object_id}: fingerprint not checked") from exc
         if holder is None:
             return None
+        holder = copy or holder
         reason = (
             f"Identical to {holder.get('key')} (version {holder.get('version_id')}), sent at {holder.get('held_at')}: "
             f"same file, patient and folder within {self._duplicate_window.total_seconds() / 3600:g} h, so not sent "
@@ -336,7 +344,21 @@ class DocumentUploader:
             evidence["evidence_fingerprint"] = patient_folder_fingerprint(key, fields.patient_mrn, fields.folder_name)
         return evidence
 
-    def _never_filed(self, holder: dict[str, Any]) -> bool:
+    def _chart_copy(self, holder: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The version a fingerprint's holder says may be in the chart within the window: the holder, unless it was
+        certainly never filed; else the copy kept past a take-over sent anyway (`in_chart`); None when neither."""
+        if not self._never_filed(holder):
+            return {k: holder.get(k) for k in ("bucket", "key", "version_id", "object_id", "held_at")}
+        kept = holder.get(IN_CHART)
+        if not isinstance(kept, Mapping):
+            return None
+        since = datetime.now(UTC) - self._duplicate_window
+        held_at = parse_moment(kept.get("held_at"))
+        if held_at is not None and held_at < since:
+            return None  # sent before the window: a new copy is no duplicate
+        return self._chart_copy(kept)
+
+    def _never_filed(self, holder: Mapping[str, Any]) -> bool:
         """Whether the version holding a fingerprint certainly did not reach the chart (FAILED or REJECTED)."""
         if not holder.get("bucket") or not holder.get("key") or not holder.get("version_id"):
             return False
