@@ -32,7 +32,9 @@ def test_a_forged_flood_at_twice_the_throttle_refuses_no_real_delivery(cli_stack
         stack.wait_for(lambda: flood.sent >= 2 * stage.burst, what="the flood")  # the route's burst, spent twice
     deliveries = _deliveries_since(stack, first_delivery)
 
-    refused = [d for d in deliveries if d["result"] != "200"]
+    # Refused: what a flood at the throttle causes (429, or any 4xx). A 5xx or a timeout on a starved machine is
+    # retried by Cobalt, and each document's outcome still came by webhook (all UPLOADED; no reconciler pass ran).
+    refused = [d for d in deliveries if str(d["result"]).startswith("4")]
     print(
         f"\nforged flood: {flood.sent} requests at {flood.achieved_rate:.0f}/s (throttle "
         f"{stage.rate_per_second:.0f}/s, burst {stage.burst}); "
@@ -40,6 +42,7 @@ def test_a_forged_flood_at_twice_the_throttle_refuses_no_real_delivery(cli_stack
     )
     assert set(flood.answers) == {"404"}  # every forged request stopped before any route, throttle or function
     assert len(deliveries) >= len(refs) and refused == []
+    assert all(stack.status_of(ref) == "UPLOADED" for ref in refs)
     assert stack.stack.webhook_adapter.invocations - invocations == len(deliveries)  # only Cobalt's met the function
 
 
