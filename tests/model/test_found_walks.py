@@ -163,3 +163,43 @@ def test_a_copy_sent_anyway_and_refused_leaves_the_first_copy_guarding_its_file(
         assert item.get("status") == Status.DUPLICATE.value
         assert item.get("duplicate_of") == model.versions[0].object_id  # the copy in the chart, named
         assert len(model.cobalt.documents) == 2
+
+
+def test_a_review_is_never_resolved_as_the_document_of_an_upload_still_in_flight(
+    dynamodb_endpoint: str, ddb: Any
+) -> None:
+    """Defect 1 of #25, reached by the rules: B's POST is answered 500 (nothing stored: a review) while A's, same
+    patient and folder, is accepted as D; D's webhook arrives before A's submission is recorded, a reconciler pass
+    runs, then A records its submission. With the fix reverted, the pass links B to D and A's link overwrites it, so
+    both are UPLOADED as D (make model-reverts)."""
+    with freeze_time(START, auto_tick_seconds=0.0005, ignore=IGNORE) as clock:
+        model = _model(dynamodb_endpoint, ddb, clock)
+        model.a_producer_puts_a_document(content=1, patient=1, tagged=True, same_key=False)  # Cobalt answers: warm
+        warm = model._start(model._visible()[0])
+        _run(warm, "accept_uploaded")
+        model._after_step(warm)
+        model.a_producer_puts_a_document(content=0, patient=0, tagged=True, same_key=False)
+        model.a_producer_puts_a_document(content=1, patient=0, tagged=True, same_key=False)
+        [version_a, version_b] = model.versions[1:]
+        second = model._start(next(m for m in model._visible() if m.version is version_b))
+        while second.pending != "post":
+            second.advance("go")
+        first = model._start(next(m for m in model._visible() if m.version is version_a))
+        while first.pending != "post":
+            first.advance("go")
+        first.advance("accept_uploaded")  # D, created while B's POST is on its way
+        while not first.pending.startswith("update_item OBJ"):  # A's submission write, not made yet
+            first.advance("go")
+        _run(second, "server_error")
+        model._after_step(second)
+        model._after_step(first)
+        assert (model.ledger.get_object(version_b.ref) or {}).get("status") == Status.NEEDS_REVIEW.value
+        [document] = [d for d in model.cobalt.documents.values() if d.object_id == version_a.object_id]
+        model._report(document.document_id)  # D's webhook, before A's submission is recorded
+        model.a_reconciler_pass()
+        model.the_promises_hold()
+        _run(first, "accept_uploaded")
+        model._after_step(first)
+        model.the_promises_hold()
+        assert (model.ledger.get_object(version_b.ref) or {}).get("status") == Status.NEEDS_REVIEW.value
+        assert (model.ledger.get_object(version_a.ref) or {}).get("document_id") == document.document_id
