@@ -125,13 +125,16 @@ def test_a_resend_of_a_kept_submission_the_emr_refused_carries_no_approval_into_
         assert len(model.cobalt.documents) == 1  # recorded, never sent a second time
 
 
+@pytest.mark.parametrize("first_try", ["accepted", "login_required, then retried"])
 def test_a_copy_sent_anyway_and_refused_leaves_the_first_copy_guarding_its_file(
-    dynamodb_endpoint: str, ddb: Any
+    dynamodb_endpoint: str, ddb: Any, first_try: str
 ) -> None:
     """Found by make model: a person sent a DUPLICATE anyway, which took the file's fingerprint over from the version
     in the chart; the EMR refused that copy, so the next identical version found only a refused holder, took it over,
     and was sent: the file was in the chart twice, and nobody had asked for it. Fixed: a take-over sent anyway keeps
-    the version that may be in the chart on the fingerprint (`in_chart`), and the next version is its DUPLICATE."""
+    the version that may be in the chart on the fingerprint (`in_chart`), and the next version is its DUPLICATE. Found
+    again: the copy's POST met login_required (BLOCKED), and its retry's own hold of the fingerprint removed `in_chart`;
+    it is never removed now."""
     with freeze_time(START, auto_tick_seconds=0.0005, ignore=IGNORE) as clock:
         model = _model(dynamodb_endpoint, ddb, clock)
         model.a_producer_puts_a_document(content=0, patient=0, tagged=True, same_key=False)
@@ -148,6 +151,14 @@ def test_a_copy_sent_anyway_and_refused_leaves_the_first_copy_guarding_its_file(
         [duplicate] = model._in_status(Status.DUPLICATE)
         model.a_person_sends_a_duplicate_anyway(Drawn(duplicate))
         anyway = model._start(model._visible()[0])
+        if first_try != "accepted":
+            _run(anyway, "login_required")
+            model._after_step(anyway)
+            model.an_operator_relinks_the_account()
+            model.the_promises_hold()
+            [blocked] = model._in_status(Status.BLOCKED)
+            model.an_operator_runs_docdrop_retry(Drawn(blocked))
+            anyway = model._start(model._visible()[0])
         _run(anyway, "accept_uploaded")
         model._after_step(anyway)
         [copy] = [d for d in model.cobalt.documents.values() if d.document_id != filed.document_id]

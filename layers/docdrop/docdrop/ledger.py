@@ -1224,7 +1224,9 @@ class DocumentLedger:
 
         `in_chart` (a take-over sent anyway past a version that may be in the chart: its bucket, key, version, object id
         and `held_at`) is kept as the item's `in_chart`, so that when this version is refused, the next identical one
-        still finds the copy in the chart (`chart_copy`) instead of a refused holder it may replace.
+        still finds the copy in the chart (`chart_copy`) instead of a refused holder it may replace. It is never
+        removed: the holder's own later holds (a retry after BLOCKED) keep it, and one from before the window is
+        ignored by whoever reads it.
         """
         now = datetime.now(UTC)
         e = Expression()
@@ -1238,7 +1240,6 @@ class DocumentLedger:
                 **({IN_CHART: dict(in_chart)} if in_chart else {}),
             }
         )
-        removed = "" if in_chart else f" REMOVE {e.n(IN_CHART)}"
         free = f"attribute_not_exists({e.n('pk')}) OR {e.n('object_id')} = {e.v(ref.object_id)}"
         if replacing is None:  # (placeholders only for what the expression uses: DynamoDB refuses unused ones)
             condition = f"{free} OR {e.n('held_at')} < {e.v((now - window).isoformat(timespec='microseconds'))}"
@@ -1251,7 +1252,7 @@ class DocumentLedger:
                 TableName=self._table,
                 Key={"pk": {"S": f"FP#{fingerprint}"}, "sk": {"S": "FP"}},
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                **e.kwargs("SET " + ", ".join(sets) + removed, condition),
+                **e.kwargs("SET " + ", ".join(sets), condition),
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
