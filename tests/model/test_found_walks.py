@@ -59,6 +59,13 @@ def test_a_resent_reviews_refused_document_is_never_taken_by_a_claim_that_never_
         model.the_promises_hold()  # B must not hold A's refused document
 
 
+def _upload_next(model: DocDropModel) -> None:
+    """The first visible message taken, and its invocation run to its end with Cobalt accepting its POST."""
+    invocation = model._start(model._visible()[0])
+    _run(invocation, "accept_uploaded")
+    model._after_step(invocation)
+
+
 class Drawn:
     """What a rule's `data.draw` returns, in order: a walk's choices, written down."""
 
@@ -85,9 +92,7 @@ def test_two_identical_versions_in_turns_past_a_refused_one_are_sent_once(dynamo
     with freeze_time(START, auto_tick_seconds=0.0005, ignore=IGNORE) as clock:
         model = _model(dynamodb_endpoint, ddb, clock)
         model.a_producer_puts_a_document(content=0, patient=0, tagged=True, same_key=False)
-        first = model._start(model._visible()[0])
-        _run(first, "accept_uploaded")
-        model._after_step(first)
+        _upload_next(model)
         [document] = model.cobalt.documents.values()
         racing = Drawn(document, "accept_uploaded", "accept_uploaded")
         model.the_emr_refuses_a_document_and_its_file_is_put_again_twice(racing, "in turns")
@@ -138,15 +143,11 @@ def test_a_copy_sent_anyway_and_refused_leaves_the_first_copy_guarding_its_file(
     with freeze_time(START, auto_tick_seconds=0.0005, ignore=IGNORE) as clock:
         model = _model(dynamodb_endpoint, ddb, clock)
         model.a_producer_puts_a_document(content=0, patient=0, tagged=True, same_key=False)
-        first = model._start(model._visible()[0])
-        _run(first, "accept_uploaded")
-        model._after_step(first)
+        _upload_next(model)
         [filed] = model.cobalt.documents.values()
         model._report(filed.document_id)
         model._put_again(model.versions[0], 1, one_batch=False)
-        again = model._start(model._visible()[0])
-        _run(again, "accept_uploaded")
-        model._after_step(again)
+        _upload_next(model)
         model.the_promises_hold()
         [duplicate] = model._in_status(Status.DUPLICATE)
         model.a_person_sends_a_duplicate_anyway(Drawn(duplicate))
@@ -166,9 +167,7 @@ def test_a_copy_sent_anyway_and_refused_leaves_the_first_copy_guarding_its_file(
         model._report(copy.document_id)
         model.the_promises_hold()
         model._put_again(model.versions[0], 1, one_batch=False)
-        third = model._start(model._visible()[0])
-        _run(third, "accept_uploaded")
-        model._after_step(third)
+        _upload_next(model)
         model.the_promises_hold()
         item = model.ledger.get_object(model.versions[-1].ref) or {}
         assert item.get("status") == Status.DUPLICATE.value
@@ -186,9 +185,7 @@ def test_a_review_is_never_resolved_as_the_document_of_an_upload_still_in_flight
     with freeze_time(START, auto_tick_seconds=0.0005, ignore=IGNORE) as clock:
         model = _model(dynamodb_endpoint, ddb, clock)
         model.a_producer_puts_a_document(content=1, patient=1, tagged=True, same_key=False)  # Cobalt answers: warm
-        warm = model._start(model._visible()[0])
-        _run(warm, "accept_uploaded")
-        model._after_step(warm)
+        _upload_next(model)
         model.a_producer_puts_a_document(content=0, patient=0, tagged=True, same_key=False)
         model.a_producer_puts_a_document(content=1, patient=0, tagged=True, same_key=False)
         [version_a, version_b] = model.versions[1:]
