@@ -57,6 +57,7 @@ class OpenLoops:
     page_size: int = 2
     refs: dict[str, ObjectRef] = field(default_factory=dict)
     fingerprint_key: bytes | None = None
+    resent: list[ObjectRef] = field(default_factory=list)  # versions a pass put on the ingest queue again
 
     def reconciler(
         self, cobalt: CobaltClient | None = None, accounts: Any = None, **deadlines: timedelta
@@ -73,6 +74,7 @@ class OpenLoops:
             clock=self.clock,
             event_log_page_size=self.page_size,
             fingerprint_key=(lambda: self.fingerprint_key or b"") if self.fingerprint_key else None,
+            resend=lambda ref, size: self.resent.append(ref),
             **({"accounts": accounts} if accounts is not None else {}),
         )
 

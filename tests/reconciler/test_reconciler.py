@@ -127,7 +127,7 @@ def test_an_expired_claim_whose_message_is_gone_needs_review_and_a_live_one_is_l
     dead = ObjectRef("inbox", "inbox/dead-claim.pdf", "v1")
     live = ObjectRef("inbox", "inbox/live-claim.pdf", "v1")
     loops.refs.update({"dead.pdf": dead, "live.pdf": live})
-    loops.ledger.claim(dead, lease_seconds=0.01)
+    assert loops.ledger.mark_post_started(dead, loops.ledger.claim(dead, lease_seconds=0.01).token)  # it POSTed
     loops.ledger.claim(live, lease_seconds=3600)
     time.sleep(0.05)
     report = loops.run(AFTER_GRACE)
@@ -136,6 +136,32 @@ def test_an_expired_claim_whose_message_is_gone_needs_review_and_a_live_one_is_l
     assert loops.ledger.get_object(dead)["reason"] == INTERRUPTED_REASON
     assert loops.status("live.pdf") == "RECEIVED"  # its holder may still be uploading: never touched
     assert loops.metrics.counts["InterruptedClaims"] == 1
+    assert loops.resent == []
+
+
+def test_an_expired_claim_that_never_started_its_post_is_sent_again_by_an_event_not_reviewed(loops: OpenLoops) -> None:
+    """#28 item 4: the invocation died after its claim and before its POST (the claim's fence has no start): nothing
+    of it can be in Cobalt, so its message (gone: the dead-letter queue, say) is replaced by an event, never a review.
+    A claim of an older deploy (no fence) may have sent: it is still a review."""
+    never = ObjectRef("inbox", "inbox/never-posted.pdf", "v1")
+    older = ObjectRef("inbox", "inbox/older-deploy.pdf", "v1")
+    loops.refs.update({"never.pdf": never, "older.pdf": older})
+    loops.ledger.claim(never, lease_seconds=0.01)
+    loops.ledger.claim(older, lease_seconds=0.01)
+    loops.ledger._client.update_item(
+        TableName=loops.ledger._table,
+        Key={"pk": {"S": f"OBJ#{older.object_id}"}, "sk": {"S": "OBJ"}},
+        UpdateExpression="REMOVE post_fence",
+    )
+    time.sleep(0.05)
+
+    report = loops.run(AFTER_GRACE)
+
+    assert (report.interrupted_resent, report.interrupted) == (1, 1)
+    assert loops.resent == [never] and loops.status("never.pdf") == "RECEIVED"
+    assert loops.status("older.pdf") == "NEEDS_REVIEW"
+    assert loops.metrics.counts["InterruptedClaimsResent"] == 1
+    assert loops.ledger.claim(never, lease_seconds=60).won  # the resent event's claim takes it: sent once from here
 
 
 def test_a_pending_retry_past_the_queue_horizon_is_counted_and_says_how_to_redrive(loops: OpenLoops) -> None:
@@ -253,7 +279,7 @@ def test_a_pass_reads_the_in_flight_entry_once_for_its_sweeps_and_once_for_its_g
     loops.submit("lost.pdf")
     loops.wait_for_outcomes(1)
     dead = ObjectRef("inbox", "inbox/dead-claim.pdf", "v1")
-    loops.ledger.claim(dead, lease_seconds=0.01)
+    assert loops.ledger.mark_post_started(dead, loops.ledger.claim(dead, lease_seconds=0.01).token)
     time.sleep(0.05)
     in_flight_reads: list[str] = []
 

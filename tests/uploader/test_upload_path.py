@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from docdrop.ledger import DocumentLedger, Status
+from docdrop.ledger import CLAIMED_AGAIN_REASON, DocumentLedger, Status
 
 from local.cobalt_sandbox import FaultSettings
 from local.samples import jpeg_bytes, pdf_bytes, png_bytes
@@ -262,16 +262,53 @@ def test_keys_with_spaces_plus_unicode_and_deep_prefixes_upload(uploader_stack: 
     assert uploader_stack.view(name).status == Status.SUBMITTED
 
 
-def test_an_upload_interrupted_after_its_claim_needs_review_and_is_not_sent(uploader_stack: UploaderStack) -> None:
+def test_an_upload_interrupted_after_its_post_started_needs_review_and_is_not_sent(
+    uploader_stack: UploaderStack,
+) -> None:
     version = uploader_stack.put("crashed.pdf", pdf_bytes(), tags())
     ledger: DocumentLedger = uploader_stack.ledger
-    assert ledger.claim(uploader_stack.ref("crashed.pdf", version), lease_seconds=0).won  # a holder that died
+    ref = uploader_stack.ref("crashed.pdf", version)
+    claim = ledger.claim(ref, lease_seconds=0)
+    assert claim.won and ledger.mark_post_started(ref, claim.token)  # a holder that died with its POST out
 
     uploader_stack.drain()
 
     view = uploader_stack.view("crashed.pdf")
     assert view.status == Status.NEEDS_REVIEW and "interrupted" in (view.reason or "")
     assert uploader_stack.uploads() == []
+
+
+def test_an_upload_whose_holder_died_before_its_post_is_sent_once_by_the_redelivery_and_never_reviewed(
+    uploader_stack: UploaderStack,
+) -> None:
+    """#28 item 4: a worker killed mid-batch leaves claims whose POST never started; they are not reviews."""
+    version = uploader_stack.put("killed early.pdf", pdf_bytes(), tags())
+    ledger: DocumentLedger = uploader_stack.ledger
+    ref = uploader_stack.ref("killed early.pdf", version)
+    dead = ledger.claim(ref, lease_seconds=0)  # died after its claim, before its POST
+
+    uploader_stack.drain()
+
+    assert [u["filename"] for u in uploader_stack.uploads()] == ["killed early.pdf"]
+    assert uploader_stack.view("killed early.pdf").status == Status.SUBMITTED
+    assert not ledger.mark_post_started(ref, dead.token)  # the dead holder, were it only slow, may not POST now
+    history = [h["reason"] for h in ledger.history(ref.object_id)]
+    assert CLAIMED_AGAIN_REASON in history
+
+
+def test_a_slow_holder_whose_lease_lapsed_never_posts_once_a_redelivery_claimed_the_version_again(
+    uploader_stack: UploaderStack,
+) -> None:
+    """The fence both ways: the redelivery's claim and the slow holder's start cannot both win, so only one POSTs."""
+    version = uploader_stack.put("slow.pdf", pdf_bytes(), tags())
+    ledger: DocumentLedger = uploader_stack.ledger
+    ref = uploader_stack.ref("slow.pdf", version)
+    slow = ledger.claim(ref, lease_seconds=0)
+    taken = ledger.claim(ref, lease_seconds=0)
+    assert taken.won and taken.previous_status == Status.RECEIVED.value
+    assert not ledger.mark_post_started(ref, slow.token)
+    assert ledger.mark_post_started(ref, taken.token)
+    assert not ledger.claim(ref, lease_seconds=60).won  # started: nobody claims it again, even after its lease
 
 
 def test_a_message_that_is_not_an_s3_notification_returns_to_the_queue(uploader_stack: UploaderStack) -> None:

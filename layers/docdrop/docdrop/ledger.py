@@ -85,6 +85,18 @@ SUBMITTED_REASON = "Accepted by Cobalt; waiting for the EMR's outcome"
 INTERRUPTED_REASON = (
     "The upload was interrupted after its claim: it may or may not be in the EMR; check the chart, then resolve it"
 )
+# A claim's fence before its POST: the claim sets POST_FENCE, and its holder writes POST_STARTED_AT (conditional on its
+# claim token) before its first POST. A lapsed claim with the fence and no start never sent anything: it is claimed
+# again, not reviewed; once the start is written, no later claim can take it, so a slow holder and a new one never
+# both POST. A claim of an older deploy (no fence) may have sent: its lapse is a review, as it always was.
+# On a review: what the reconciler checked when it found the attempt "not filed, by silence" (docdrop.reviews.silent):
+# the window, the event log's first day and pages read, and when. A claim takes it off; `RESENT_BY_SILENCE` stays, so
+# the reconciler resends an object by silence once, ever (a person may again).
+SILENCE = "silence"
+RESENT_BY_SILENCE = "resent_by_silence"
+POST_FENCE = "post_fence"
+POST_STARTED_AT = "post_started_at"
+CLAIMED_AGAIN_REASON = "Claimed again: the last claim lapsed before its POST started, so nothing was sent"
 # What a claim takes off an item it resumes: a refusal's expiry and flag, a dead-letter note, and what the last attempt
 # left (its window, Cobalt's answer, its next retry): a new attempt starts clean, and the item keeps its first size
 # (only `retry_attempts`, a count, stays: how often Cobalt was unavailable for it).
@@ -103,6 +115,8 @@ _CLEARED_ON_CLAIM = (
     "duplicate_of",
     "next_attempt_at",
     "decided_by",
+    POST_STARTED_AT,
+    SILENCE,
 )
 OUTCOMES = {"document.uploaded": Status.UPLOADED, "document.upload_failed": Status.FAILED}
 # The sparse `by_open` index (KEYS_ONLY): an object item is in it only while its state waits for something or someone,
@@ -291,13 +305,16 @@ class DocumentLedger:
 
         The expiry is the new status's own (`_object_expiry`): set, or removed, never kept from an earlier state, so an
         item that goes back to an open state can never carry a TTL. A person's approval to send again belongs to the
-        state it was given in: any move out of DUPLICATE or NEEDS_REVIEW takes it off.
+        state it was given in: any move out of DUPLICATE or NEEDS_REVIEW takes it off. The claim's fence before its
+        POST (`POST_FENCE`, `POST_STARTED_AT`) ends with the claim: any move out of RECEIVED takes it off.
         """
         expiry = self._object_expiry(status)
         sets = e.transition(status, reason, now, {**extra, "expires_at": expiry}, keep_first) + (clauses or [])
         removed = list(dict.fromkeys([*remove, *(() if expiry is not None else ("expires_at",))]))
         if status not in RESENDABLE and RESEND_APPROVED not in removed:
             removed.append(RESEND_APPROVED)
+        if status is not Status.RECEIVED:  # the fence is the claim's: it ends with it (and keeps the items small)
+            removed += [a for a in (POST_FENCE, POST_STARTED_AT) if a not in removed]
         state = OPEN_STATE.get(status) or EVIDENCE_STATE.get(status)
         if state is None:
             removed += _INDEX_KEYS
@@ -401,6 +418,7 @@ class DocumentLedger:
         """Claim an object version for upload: exactly one caller wins, whatever S3, SQS or Lambda repeat.
 
         A new version, or one waiting for tags, retrying or blocked, can be claimed; anything else belongs to someone.
+        So can a claim that lapsed before its POST started (`POST_FENCE`, no `POST_STARTED_AT`): it sent nothing.
         """
         token = secrets.token_hex(16)
         now = now_iso()
@@ -415,6 +433,7 @@ class DocumentLedger:
             {
                 "claim_token": token,
                 "lease_until": lease_until,
+                POST_FENCE: True,
                 **_ref_attributes(ref),
                 **(details or {}),
             },
@@ -425,9 +444,13 @@ class DocumentLedger:
         claimable = ", ".join(e.v(s.value) for s in sorted(CLAIMABLE))
         resendable = ", ".join(e.v(s.value) for s in RESENDABLE)
         approved = f"({e.n('status')} IN ({resendable}) AND {e.n(RESEND_APPROVED)} = {e.v(True)})"
+        never_posted = (
+            f"({e.n('status')} = {e.v(Status.RECEIVED.value)} AND {e.n('lease_until')} < {e.v(now)}"
+            f" AND {e.n(POST_FENCE)} = {e.v(True)} AND attribute_not_exists({e.n(POST_STARTED_AT)}))"
+        )
         condition = (
             f"attribute_not_exists({e.n('pk')}) OR {e.n('status')} IN ({claimable}) OR {self._tags_expired(e)}"
-            f" OR {approved}"
+            f" OR {approved} OR {never_posted}"
         )
         try:
             answer = self._update_both_ways(self._object_key(ref.object_id), e.kwargs(update, condition))
@@ -442,7 +465,8 @@ class DocumentLedger:
             return Claim(False, token, current)
         previous = plain(answer.get("Attributes")) or {}
         if previous.get("status"):  # a claim that takes over an earlier state: off the hot path, so in the history
-            self._note_history(ref.object_id, now, Status.RECEIVED, CLAIM_REASON, previous=previous["status"])
+            reason = CLAIMED_AGAIN_REASON if previous["status"] == Status.RECEIVED.value else CLAIM_REASON
+            self._note_history(ref.object_id, now, Status.RECEIVED, reason, previous=previous["status"])
         return Claim(
             True,
             token,
@@ -481,6 +505,17 @@ class DocumentLedger:
     def _tags_expired(e: Expression) -> str:
         """Condition: REJECTED only because its tags never came (a late tagging event still resumes it)."""
         return f"({e.n('status')} = {e.v(Status.REJECTED.value)} AND {e.n(TAGS_EXPIRED)} = {e.v(True)})"
+
+    def mark_post_started(self, ref: ObjectRef, token: str) -> bool:
+        """The claim's holder is about to POST: after this, a lapse of its lease is a review, never a new claim.
+
+        False when the claim is no longer this holder's (its lease lapsed and a redelivery claimed it again): then the
+        holder must not POST. Repeating it (botocore's retry of an applied write) is harmless.
+        """
+        e = Expression()
+        condition = f"{e.n('claim_token')} = {e.v(token)} AND {e.n('status')} = {e.v(Status.RECEIVED.value)}"
+        update = "SET " + ", ".join(e.assign({POST_STARTED_AT: now_iso()}))
+        return self._conditional_update(self._object_key(ref.object_id), e, update, condition)
 
     def record_claimed_state(self, ref: ObjectRef, token: str, status: Status, reason: str, **attrs: Any) -> bool:
         """A state reached by the holder of a claim (FAILED, NEEDS_REVIEW, BLOCKED, PENDING_RETRY, REJECTED)."""
@@ -1306,18 +1341,36 @@ class DocumentLedger:
         return True
 
     def approve_resend(
-        self, ref: ObjectRef, reason: str, decided_by: str = "", status: Status = Status.DUPLICATE
+        self,
+        ref: ObjectRef,
+        reason: str,
+        decided_by: str = "",
+        status: Status = Status.DUPLICATE,
+        read_at: str | None = None,
+        by_silence: bool = False,
     ) -> bool:
         """A person's decision: this DUPLICATE (or NEEDS_REVIEW) is to be sent after all, once, at its next event.
 
-        Only one approval holds: a second person's, at the same time, finds it approved already and gets False.
+        Only one approval holds: a second person's, at the same time, finds it approved already and gets False. With
+        `read_at`, only if its state is still the one read then (a review found silent, say); `by_silence` marks a
+        review resent because it was found silent (RESENT_BY_SILENCE: the reconciler does that once per object).
         """
         if status not in RESENDABLE:
             raise ValueError(f"{status} cannot be approved for sending")
         e = Expression()
         condition = f"{e.n('status')} = {e.v(status.value)} AND attribute_not_exists({e.n(RESEND_APPROVED)})"
+        if read_at is not None:
+            condition += f" AND {e.n('status_at')} = {e.v(read_at)}"
         now = now_iso()
-        sets = e.assign({"reason": reason, RESEND_APPROVED: True, "updated_at": now, "decided_by": decided_by})
+        sets = e.assign(
+            {
+                "reason": reason,
+                RESEND_APPROVED: True,
+                "updated_at": now,
+                "decided_by": decided_by,
+                **({RESENT_BY_SILENCE: now} if by_silence else {}),
+            }
+        )
         approved = self._conditional_update(self._object_key(ref.object_id), e, "SET " + ", ".join(sets), condition)
         if approved:
             self._note_history(ref.object_id, now, status, reason, by=decided_by)
@@ -1355,6 +1408,20 @@ class DocumentLedger:
             undo = f"REMOVE {e.n(RESEND_APPROVED)}"
             self._conditional_update(self._object_key(object_id), e, undo, f"attribute_exists({e.n(RESEND_APPROVED)})")
             raise
+
+    def note_silence(self, review: Mapping[str, Any], check: Mapping[str, Any], reason: str) -> bool:
+        """The reconciler found a review "not filed, by silence": what it checked (`check`) is kept on the review, which
+        stays NEEDS_REVIEW for a person's `docdrop resolve --silent --resend` (or the reconciler's own resend). Only as
+        the review was read: a review decided or sent meanwhile is left alone."""
+        e = Expression()
+        read_at = e.v(str(review["status_at"]))
+        condition = f"{e.n('status')} = {e.v(Status.NEEDS_REVIEW.value)} AND {e.n('status_at')} = {read_at}"
+        now = now_iso()
+        update = "SET " + ", ".join(e.assign({SILENCE: {**check, "checked_at": now}}))
+        written = self._conditional_update(self._object_key(str(review["object_id"])), e, update, condition)
+        if written:
+            self._note_history(str(review["object_id"]), now, Status.NEEDS_REVIEW, reason, by="reconciler (silence)")
+        return written
 
     def dismiss_review(self, review: Mapping[str, Any], reason: str, decided_by: str) -> bool:
         """A person closes a review without sending: DISMISSED, with who and why; only as it was read."""
@@ -1512,6 +1579,14 @@ def _joined_reason(outcome: Status, said: str, document: Mapping[str, Any]) -> s
     if outcome is not Status.FAILED or len(said) <= MAX_OBJECT_REASON:
         return said
     return f"{said[: MAX_OBJECT_REASON - 60].rstrip()}… (whole: docdrop status --document-id {document['document_id']})"
+
+
+def never_posted(item: Mapping[str, Any]) -> bool:
+    """A RECEIVED claim fenced before its POST (`POST_FENCE`) whose POST never started: once its lease lapses, it is
+    claimed again (`claim`), never reviewed: nothing of it can be in Cobalt."""
+    return (
+        item.get("status") == Status.RECEIVED.value and item.get(POST_FENCE) is True and not item.get(POST_STARTED_AT)
+    )
 
 
 def items_within(

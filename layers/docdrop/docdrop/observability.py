@@ -50,10 +50,13 @@ class MetricName(StrEnum):
     LATE_SUBMISSIONS = "LateSubmissionsRecorded"
     REVIEWS_RESOLVED = "ReviewsResolvedByEvidence"
     REVIEWS_OPEN = "ReviewsOpen"
+    REVIEWS_FOUND_SILENT = "ReviewsFoundSilent"  # not filed, by silence: nothing of theirs in Cobalt's whole log
+    REVIEWS_RESENT_BY_SILENCE = "ReviewsResentBySilence"  # ResendSilentReviews: sent again by the reconciler, once
     EVENT_LOG_UNAVAILABLE = "EventLogUnavailable"
     DOCUMENTS_STALE = "DocumentsStale"
     TAG_WAITS_EXPIRED = "TagWaitsExpired"
     INTERRUPTED_CLAIMS = "InterruptedClaims"
+    INTERRUPTED_CLAIMS_RESENT = "InterruptedClaimsResent"  # lapsed before their POST started: sent again, no review
     PENDING_RETRY_DEAD_LETTERED = "PendingRetryDeadLettered"
     FOREIGN_OUTCOMES = "ForeignOutcomes"
     OUTCOMES_OF_UNKNOWN_ACCOUNTS = "OutcomesOfUnknownAccounts"  # foreign, and for a token no account here holds

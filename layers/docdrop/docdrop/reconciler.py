@@ -5,11 +5,13 @@ One pass, on a schedule, one at a time (a lease in the ledger), inside a time bu
   (oldest first, resuming at the page it reached) and what it holds is recorded through the webhook's own ledger path,
   de-duplicated by event id; still nothing after `stale_after`: STALE, with what to check.
 - WAITING_FOR_TAGS past the tag wait: REJECTED, naming the missing tags (the version's tags still resume it).
-- RECEIVED whose lease ran out long ago (its message will not come back): NEEDS_REVIEW, never a second upload.
+- RECEIVED whose lease ran out long ago (its message will not come back): NEEDS_REVIEW, never a second upload; or,
+  when its POST never started (docdrop.ledger.never_posted), an event that claims it again.
 - PENDING_RETRY past the queue's retry horizon: its message is in the dead-letter queue; the reason says how to redrive.
 - Outcomes no object claimed within the grace period are not DocDrop's: never counted, left to expire.
 - A submission Cobalt accepted whose own ledger write failed (kept by the uploader on the document's item) is recorded.
-- NEEDS_REVIEW is linked to an unknown Cobalt document where the evidence is definitive (docdrop.reviews).
+- NEEDS_REVIEW is linked to an unknown Cobalt document where the evidence is definitive (docdrop.reviews); past its
+  span with nothing in Cobalt's whole event log, it is "not filed, by silence", and resent once where the stack allows.
 Every write is conditional on the state that was read, so two passes (or a pass and a webhook) cannot collide.
 Each pass reads open items only: its cost grows with what is open, never with history.
 """
@@ -32,16 +34,31 @@ from docdrop.ledger import (
     INTERRUPTED_REASON,
     OPEN,
     OUTCOMES,
+    SILENCE,
     DocumentLedger,
     JoinResult,
     ObjectRef,
     Status,
     items_within,
+    never_posted,
     parse_moment,
 )
 from docdrop.observability import MetricName
 from docdrop.outcomes import OutcomeJoiner
-from docdrop.reviews import DISMISSED_RIVALS, MARGIN_AFTER, REVIEW_HORIZON, Candidates, Window, candidates_for
+from docdrop.reviews import (
+    DISMISSED_RIVALS,
+    MARGIN_AFTER,
+    REVIEW_HORIZON,
+    Candidates,
+    LoggedDocument,
+    Window,
+    candidates_for,
+    evidence_rivals,
+    is_silent,
+    resend_silent_reviews,
+    silence_of,
+    silent_span,
+)
 from docdrop.settings import ReconcilerSettings
 from docdrop.uploader import Deadline
 
@@ -65,6 +82,8 @@ class Deadlines:
     retry_horizon: timedelta
     foreign_retention: timedelta
     dlq_retention: timedelta = timedelta(days=14)
+    silent_after: timedelta = timedelta(hours=72)
+    resend_silent: bool = False  # ResendSilentReviews: the reconciler resends a silent review itself, once
 
     @classmethod
     def from_settings(cls, settings: ReconcilerSettings) -> Deadlines:
@@ -75,6 +94,8 @@ class Deadlines:
             retry_horizon=timedelta(minutes=settings.retry_horizon_minutes),
             foreign_retention=timedelta(days=settings.foreign_retention_days),
             dlq_retention=timedelta(days=settings.dlq_retention_days),
+            silent_after=timedelta(hours=settings.silent_after_hours),
+            resend_silent=settings.resend_silent_reviews,
         )
 
     @classmethod
@@ -92,6 +113,8 @@ class PassReport:
     late_submissions: int = 0
     reviews_resolved: int = 0
     reviews_open: int = 0
+    reviews_found_silent: int = 0  # "not filed, by silence" (docdrop.reviews.silence_of), newly this pass
+    reviews_resent_by_silence: int = 0  # of the silent ones, resent by this pass (ResendSilentReviews)
     joined_from_ledger: int = 0
     recovered_from_event_log: int = 0
     event_log_pages: int = 0
@@ -99,6 +122,7 @@ class PassReport:
     stale: int = 0
     tag_waits_expired: int = 0
     interrupted: int = 0
+    interrupted_resent: int = 0  # lapsed claims that never started their POST: sent again by an event, not reviewed
     dead_lettered: int = 0
     dead_letter_expired: int = 0  # of those, whose message the dead-letter queue no longer holds: docdrop retry
     foreign: int = 0
@@ -121,6 +145,10 @@ def _parse(moment: str) -> datetime:
     if parsed is None:
         raise ValueError("not an ISO 8601 time")
     return parsed
+
+
+def _linked(document: Mapping[str, Any] | None) -> str | None:
+    return str(document["object_id"]) if document and document.get("object_id") else None
 
 
 def _hours(span: timedelta) -> str:
@@ -435,7 +463,13 @@ class Reconciler:
                 return
             if str(item.get("lease_until", "")) >= now.isoformat(timespec="microseconds"):
                 continue  # its holder may still be at work
-            if self._ledger.mark_interrupted(self._ledger.item_ref(item), INTERRUPTED_REASON):
+            ref = self._ledger.item_ref(item)
+            if never_posted(item):  # nothing was sent: its next event claims it again, so one is sent
+                if self._resend is not None:
+                    self._resend(ref, int(item.get("size") or 0))
+                    report.interrupted_resent += 1
+                continue
+            if self._ledger.mark_interrupted(ref, INTERRUPTED_REASON):
                 report.interrupted += 1
 
     def _dead_lettered(self, report: PassReport, deadline: Deadline, state: dict[str, Any], owner: str) -> None:
@@ -527,6 +561,128 @@ class Reconciler:
                     MetricName.DOCUMENTS_FAILED if failed else MetricName.DOCUMENTS_UPLOADED, "Count", 1
                 )
         report.reviews_open -= report.reviews_resolved
+        if self._fingerprint_key is not None:
+            self._silence(report, deadline, found_all, every_review, in_flight, now)
+
+    # ----- NEEDS_REVIEW not filed, by silence: nothing of it in Cobalt's whole event log over its span ----------------
+    def _silence(
+        self,
+        report: PassReport,
+        deadline: Deadline,
+        found_all: list[Candidates],
+        every_review: list[dict[str, Any]],
+        in_flight: list[dict[str, Any]],
+        now: datetime,
+    ) -> None:
+        """Check each review past its span (window + SilentAfterHours) once, with no candidate and no check yet: the
+        whole log is read from the day before the oldest span starts, in this pass, and the verdict kept on the review
+        (silent, or why not). A read cut short (Cobalt's log unavailable, the pass's deadline) decides nothing."""
+        horizon = self._deadlines.silent_after
+        due: list[dict[str, Any]] = [
+            dict(c.review)
+            for c in found_all
+            if not c.documents
+            and not isinstance(c.review.get(SILENCE), Mapping)
+            and (span := silent_span(c.review, horizon)) is not None
+            and span[1] <= now
+        ]
+        silent = [r for r in every_review if is_silent(r)]
+        if due:
+            oldest = min(span[0] for r in due if (span := silent_span(r, horizon)) is not None)
+            read = self._read_whole_log(report, deadline, due, (oldest - timedelta(days=1)).date())
+            if read is not None:
+                logged, pages = read
+                unjoined = list(self._ledger.unjoined_documents(before=now))
+                for review in due:
+                    why = silence_of(
+                        review, horizon, logged, unjoined, evidence_rivals(review, every_review, in_flight)
+                    )
+                    start, end = silent_span(review, horizon) or (now, now)
+                    check = {
+                        "verdict": "silent" if why is None else "not silent",
+                        **({"why": why} if why else {}),
+                        "span_start": start.isoformat(),
+                        "span_end": end.isoformat(),
+                        "log_from": (oldest - timedelta(days=1)).date().isoformat(),
+                        "pages": pages,
+                    }
+                    reason = (
+                        "Not filed, by silence: no document of its patient and folder in Cobalt's whole event log over "
+                        f"its window and {_hours(horizon)} after; send it once: docdrop resolve --silent --resend"
+                        if why is None
+                        else f"The silence check found something: {why}. A person decides"
+                    )
+                    if self._ledger.note_silence(review, check, reason) and why is None:
+                        report.reviews_found_silent += 1
+                        silent.append({**review, SILENCE: check, "status_at": review["status_at"]})
+        if self._deadlines.resend_silent and self._resend is not None:
+            self._resend_silent(report, deadline, silent)
+
+    def _resend_silent(self, report: PassReport, deadline: Deadline, silent: list[dict[str, Any]]) -> None:
+        """ResendSilentReviews: each silent review sent once, claimed as any upload is (never one resent by silence)."""
+        assert self._resend is not None
+        if deadline.remaining() < RESERVE_SECONDS:
+            report.complete = False
+            return
+        done = resend_silent_reviews(
+            self._ledger, "reconciler (silence)", self._resend, reviews=silent, by_silence=True
+        )
+        report.reviews_resent_by_silence += sum(1 for _, what in done if what == "sent")
+
+    def _read_whole_log(
+        self, report: PassReport, deadline: Deadline, due: list[dict[str, Any]], start: date
+    ) -> tuple[list[LoggedDocument], int] | None:
+        """Every `document.*` event in the log of each account the reviews went to, from `start`, every page, and what
+        the ledger knows of their documents. Events of the reviews' patients and folders are recorded as the webhook's
+        would be (so a lost webhook's document becomes a candidate). None when the read could not be completed."""
+        accounts = self._accounts()
+        names: list[str | None] = [None]
+        if len(accounts.accounts) > 1:
+            names = [*sorted({account_of(r) for r in due if accounts.get(account_of(r))})] or [None]
+        fingerprints = {str(r["evidence_fingerprint"]) for r in due}
+        key = self._fingerprint_key
+        assert key is not None
+        events: dict[str, tuple[str | None, datetime | None]] = {}
+        pages = 0
+        for account in names:
+            for event_type in OUTCOMES:
+                page = 1
+                while True:
+                    if deadline.remaining() < RESERVE_SECONDS + self._cobalt.timeout[0] + self._cobalt.timeout[1]:
+                        report.complete = False
+                        return None
+                    try:
+                        result = self._cobalt.webhook_events(
+                            event_type=event_type,
+                            start_date=start,
+                            page=page,
+                            page_size=self._page_size,
+                            account=account,
+                        )
+                    except EventLogUnavailable as exc:
+                        self.logger.warning("Cobalt's event log could not be read", extra={"error": str(exc)})
+                        report.event_log_unavailable = True
+                        return None
+                    pages += 1
+                    report.event_log_pages += 1
+                    for envelope in result.events:
+                        event = outcome_event_from(envelope, source="event_log")
+                        if event is None:
+                            continue
+                        fingerprint = outcome_fingerprint(key(), envelope.get("data"))
+                        events[event.document_id] = (fingerprint, parse_moment(event.created))
+                        if fingerprint in fingerprints:  # a lost webhook's document: a candidate from now on
+                            self._ledger.record_outcome(dataclasses.replace(event, evidence_fingerprint=fingerprint))
+                            self._joiner.join(self._ledger.get_document(event.document_id) or {}, mark="reconciler:log")
+                    if page >= result.total_pages:
+                        break
+                    page += 1
+        known = self._ledger.get_documents(list(events)) if events else {}
+        logged = [
+            LoggedDocument(document_id, fingerprint, created, _linked(known.get(document_id)))
+            for document_id, (fingerprint, created) in events.items()
+        ]
+        return logged, pages
 
     def _review_documents(self, now: datetime) -> list[dict[str, Any]]:
         """Unknown documents with an open review's fingerprint, listed for the outcome grace at least: the candidates.
@@ -591,9 +747,12 @@ class Reconciler:
             (MetricName.LATE_SUBMISSIONS, report.late_submissions),
             (MetricName.REVIEWS_RESOLVED, report.reviews_resolved),
             (MetricName.REVIEWS_OPEN, report.reviews_open),
+            (MetricName.REVIEWS_FOUND_SILENT, report.reviews_found_silent),
+            (MetricName.REVIEWS_RESENT_BY_SILENCE, report.reviews_resent_by_silence),
             (MetricName.DOCUMENTS_STALE, report.stale),
             (MetricName.TAG_WAITS_EXPIRED, report.tag_waits_expired),
             (MetricName.INTERRUPTED_CLAIMS, report.interrupted),
+            (MetricName.INTERRUPTED_CLAIMS_RESENT, report.interrupted_resent),
             (MetricName.PENDING_RETRY_DEAD_LETTERED, report.dead_lettered),
             (MetricName.DEAD_LETTERED_MESSAGES_EXPIRED, report.dead_letter_expired),
             (MetricName.FOREIGN_OUTCOMES, report.foreign),

@@ -130,6 +130,10 @@ class ReconcilerSettings:
     # How long the ingest dead-letter queue keeps a message (its MessageRetentionPeriod): past it, a redrive finds
     # nothing, and a dead-lettered PENDING_RETRY is sent again by `docdrop retry` instead.
     dlq_retention_days: float = 14.0
+    # A review whose attempt window plus this many hours holds no event of its patient and folder in Cobalt's log (read
+    # whole) is "not filed, by silence"; with `resend_silent_reviews`, the reconciler then resends it once itself.
+    silent_after_hours: float = 72.0
+    resend_silent_reviews: bool = False
     dead_letter_queue_arn: str = ""
     fingerprint_key_secret: str = ""  # optional: reviews are then matched to webhooks only, not to the event log
     connect_timeout_seconds: float = 3.05
@@ -146,6 +150,7 @@ class ReconcilerSettings:
             ("retry_horizon_minutes", "RETRY_HORIZON_MINUTES"),
             ("foreign_retention_days", "FOREIGN_RETENTION_DAYS"),
             ("dlq_retention_days", "DLQ_RETENTION_DAYS"),
+            ("silent_after_hours", "SILENT_AFTER_HOURS"),
             ("connect_timeout_seconds", "COBALT_CONNECT_TIMEOUT"),
             ("read_timeout_seconds", "COBALT_READ_TIMEOUT"),
         ):
@@ -159,6 +164,7 @@ class ReconcilerSettings:
             dead_letter_queue_arn=env.get("DEAD_LETTER_QUEUE_ARN", ""),
             fingerprint_key_secret=env.get("FINGERPRINT_KEY_SECRET", ""),
             ingest_queue_url=env.get("INGEST_QUEUE_URL", ""),
+            resend_silent_reviews=env.get("RESEND_SILENT_REVIEWS", "false").strip().lower() == "true",
             **optional,
         )
         if settings.stale_after_hours * 60 < settings.outcome_grace_minutes:

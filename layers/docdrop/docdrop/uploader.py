@@ -42,6 +42,7 @@ from docdrop.ledger import (
     LedgerError,
     ObjectRef,
     Status,
+    never_posted,
     now_iso,
     parse_moment,
 )
@@ -445,6 +446,8 @@ class DocumentUploader:
         if status is Status.RECEIVED:
             if str(current.get("lease_until", "")) >= datetime.now(UTC).isoformat(timespec="microseconds"):
                 raise RetryLater(f"object {ref.object_id}: another invocation holds its claim")
+            if never_posted(current):  # its holder died before its POST: sent by this event's claim, not reviewed
+                return None
             if not self._ledger.mark_interrupted(ref, INTERRUPTED_REASON):
                 raise RetryLater(f"object {ref.object_id}: its state changed while it was read")
             self.logger.warning("interrupted upload marked for review", extra={"object_id": ref.object_id})
@@ -496,6 +499,8 @@ class DocumentUploader:
                 return self._retry_later(
                     ref, token, permission.reason, receive_count, metrics, at_least=permission.defer_seconds
                 )
+            if attempt == 0:
+                self._fence(ref, token)
             # The read timeout never outlasts the invocation: an answer that cannot come in time is recorded by us.
             budget = deadline.remaining() - RECORD_MARGIN_SECONDS - self._cobalt.timeout[0]
             sent_at = now_iso()
@@ -538,6 +543,16 @@ class DocumentUploader:
                 )
             self._sleep(delay)
         return self._settle_answer(ref, token, answer, metrics, sent_at)
+
+    def _fence(self, ref: ObjectRef, token: str) -> None:
+        """Write the POST's start on the claim, or send nothing: a claim that lapsed meanwhile may be another's now."""
+        try:
+            started = self._ledger.mark_post_started(ref, token)
+        except (LedgerError, ClientError) as exc:
+            raise RetryLater(f"object {ref.object_id}: the start of its POST could not be recorded") from exc
+        if not started:
+            self.logger.warning("the claim lapsed before its POST; not sent", extra={"object_id": ref.object_id})
+            raise RetryLater(f"object {ref.object_id}: its claim lapsed before its POST")
 
     def _retry_later(
         self,
