@@ -9,12 +9,17 @@ and after Cobalt's answer; the reconciler's deadlines in seconds. Cobalt answers
 What must hold: no document in the EMR twice; no version open once the grace period is over; no MRN, note or object
 key in any log line of any function or of the sandbox. Also printed: where every document ended, the NEEDS_REVIEW
 count against the ambiguous faults that can cause one, time to settle and documents per second.
+
+Then, as a person would once the horizon (SilentAfterHours, here seconds) has passed, `docdrop resolve --silent
+--resend` runs once; the resent documents settle, and the reviews are printed in three groups: matched by evidence,
+resent by silence, and left for a person; with the documents linked to another object's upload (must be 0).
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import io
 import logging
 import os
 import random
@@ -27,6 +32,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import boto3
+import docdrop_cli.main as cli
 from docdrop.ledger import OPEN, DocumentLedger, Status
 from docdrop.s3_events import s3_notification
 
@@ -38,6 +44,8 @@ from local.workers import CRASH_POINTS, CrashPlan
 
 # Answers that leave Cobalt's side unknown (docdrop.cobalt: AMBIGUOUS), and so may end NEEDS_REVIEW.
 AMBIGUOUS_FAULTS = ("http_500", "drop_connection", "slow_after_accept", "http_502_after_store", "http_504_after_store")
+# SilentAfterHours in seconds: the reconciler's passes (every 5 s) find a review silent this long after its attempt.
+SILENT_AFTER_SECONDS = 30.0
 WORDS = ("referral", "labs", "intake", "consent", "discharge", "imaging", "letter", "history")
 
 
@@ -122,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         outcome_grace_seconds=grace,
         stale_after_seconds=120,
         tag_wait_seconds=60,
+        silent_after_seconds=SILENT_AFTER_SECONDS,
         # Lambda's 90 s timeout and 540 s visibility, shortened: a killed batch comes back within a minute.
         uploader_timeout_seconds=20,
         visibility_timeout_seconds=30,
@@ -169,6 +178,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Dropped {len(drops)} in {dropped - started:.1f} s; waiting for every one to close...", flush=True)
         settled_at = wait_until_closed(ledger, len(drops), started, args.timeout)
         time.sleep(2 * every)  # the passes after the last outcome: reviews resolved by evidence, late duplicates
+        reviews_before = status_counts(ledger)[Status.NEEDS_REVIEW]
+        # A person, once the horizon has passed and the passes after it have read Cobalt's whole log: one command.
+        time.sleep(SILENT_AFTER_SECONDS + 3 * every)
+        said = io.StringIO()
+        cli.main(["resolve", "--silent", "--resend", "--by", "chaos", "--local", str(state_dir)], said)
+        resolve_line = (said.getvalue().strip().splitlines() or ["(nothing)"])[-1]
+        resent_settled = wait_until_closed(ledger, len(drops), time.monotonic(), args.timeout)
+        time.sleep(2 * every)
         counts = status_counts(ledger)
         open_now = sum(counts[s] for s in OPEN)
         copies = collections.Counter(d["filename"] for d in stack.sandbox._public_documents())
@@ -177,7 +194,9 @@ def main(argv: list[str] | None = None) -> int:
         hooks = collections.Counter(
             name for fault in stack.sandbox.fault_log for name in FaultSettings.WEBHOOK_FAULTS if fault.get(name)
         )
-        reviewed = len(ledger.ever_in(Status.NEEDS_REVIEW))
+        reviewed_ids = ledger.ever_in(Status.NEEDS_REVIEW)
+        reviewed = len(reviewed_ids)
+        groups, wrong = _review_groups(ledger, reviewed_ids, stack.sandbox._public_documents())
         uploader = stack.functions["uploader"].stats
         workers = {name: pool.stats for name, pool in stack.functions.items()}
     # The stack has stopped: every log file is complete.
@@ -201,6 +220,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"NEEDS_REVIEW at some point:              {reviewed} (now {counts[Status.NEEDS_REVIEW]})")
     print(f"  ambiguous answers injected:            {ambiguous} ({', '.join(AMBIGUOUS_FAULTS)})")
     print(f"  workers killed mid-upload:             {sum(uploader.crashes.values())} (each takes its whole batch)")
+    print(f"after the horizon, docdrop resolve --silent --resend: {resolve_line}")
+    print(
+        f"  reviews open before it:                {reviews_before} ({100 * reviews_before / len(drops):.1f} %); "
+        f"the resent ones settled {'yes' if resent_settled else 'NO'}"
+    )
+    print("  reviews, by how they ended:            " + ", ".join(f"{k} {v}" for k, v in groups.items()))
+    share = 100 * counts[Status.NEEDS_REVIEW] / len(drops)
+    print(f"NEEDS_REVIEW at the end:                 {counts[Status.NEEDS_REVIEW]} ({share:.1f} % of documents)")
+    print(f"documents linked to another's upload:    {wrong}   (must be 0)")
     print(f"documents in the EMR more than once:     {twice}   (must be 0)")
     print(f"versions open after the grace period:    {open_now}   (must be 0)")
     print(f"PHI in log lines:                        {sum(phi.values())}   (must be 0)" + _where(phi))
@@ -213,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             f"  {name:15s} invocations {stats.invocations:5d}, cold starts {stats.cold_starts:3d} "
             f"(median init {median:.0f} ms), peak at once {stats.peak_concurrency}"
         )
-    broken = twice > 0 or open_now > 0 or sum(phi.values()) > 0 or settled_at is None
+    broken = twice > 0 or open_now > 0 or sum(phi.values()) > 0 or settled_at is None or wrong > 0
     print("PROMISES BROKEN" if broken else "Every promise held.")
     return 1 if broken else 0
 
@@ -243,3 +271,29 @@ def _where(found: collections.Counter[str]) -> str:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def _review_groups(
+    ledger: DocumentLedger, reviewed: set[str], documents: list[dict[str, object]]
+) -> tuple[dict[str, int], int]:
+    """Every object that was NEEDS_REVIEW at some point, by how it ended: matched by evidence, resent by silence, left
+    for a person, or otherwise (say, a late answer recorded); and how many hold a document Cobalt stored for another
+    file (wrongly linked)."""
+    filename = {str(d["document_id"]): str(d.get("filename")) for d in documents}
+    groups: collections.Counter[str] = collections.Counter()
+    wrong = 0
+    for object_id in sorted(reviewed):
+        item = ledger.get_object_by_id(object_id) or {}
+        history = " ".join(str(h.get("reason")) for h in ledger.history(object_id, item))
+        if item.get("status") == Status.NEEDS_REVIEW.value:
+            groups["left for a person"] += 1
+        elif item.get("decided_by") == "reconciler (evidence)":
+            groups["matched"] += 1
+        elif "Not filed, by silence: resend approved" in history:
+            groups["resent by silence"] += 1
+        else:
+            groups[f"otherwise ({item.get('status')})"] += 1
+        document = item.get("document_id")
+        if document and filename.get(str(document)) != str(item.get("key", "")).rsplit("/", 1)[-1]:
+            wrong += 1
+    return dict(groups), wrong

@@ -90,6 +90,8 @@ class StackOptions:
     outcome_grace_seconds: float | None = None
     stale_after_seconds: float | None = None
     tag_wait_seconds: float | None = None
+    silent_after_seconds: float | None = None  # SilentAfterHours, in seconds (None: the template's 72 h)
+    resend_silent_reviews: bool = False  # ResendSilentReviews
     # Divides the retry schedule's delays (and the reconciler's retry horizon): 60 turns an hour of waiting for Cobalt
     # into a minute.
     time_scale: float = 1.0
@@ -238,6 +240,12 @@ class LocalStack:
                     float(schedule.environment["RETRY_HORIZON_MINUTES"]) / options.time_scale
                 ),
                 "DEAD_LETTER_QUEUE_ARN": self.queues.dlq_arn,
+                "RESEND_SILENT_REVIEWS": "true" if options.resend_silent_reviews else "false",
+                **(
+                    {"SILENT_AFTER_HOURS": repr(options.silent_after_seconds / 3600)}
+                    if options.silent_after_seconds
+                    else {}
+                ),
             }
         )
         self._set_env(

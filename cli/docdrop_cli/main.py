@@ -217,6 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("--limit", type=positive_int, default=50, help="at most this many (default 50)")
     review.add_argument("--show-mrn", action="store_true", help="MRNs, Cobalt's reasons in clear (masked by default)")
     review.add_argument("--show-keys", action="store_true", help="object keys (they may hold names; ids by default)")
+    review.add_argument(
+        "--silent-after",
+        type=duration,
+        default=duration("72h"),
+        help="the stack's SilentAfterHours, for the time a review still waits for silence (e.g. 72h, 30s; default 72h)",
+    )
 
     resolve = command(
         "resolve",
@@ -230,7 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
     decision.add_argument("--filed", metavar="DOCUMENT_ID", help="it is in the chart as this Cobalt document")
     decision.add_argument("--not-filed", action="store_true", help="it is not in the chart (with --resend)")
     decision.add_argument("--dismiss", action="store_true", help="close it without sending (with --reason)")
-    resolve.add_argument("--resend", action="store_true", help="send it once more (a DUPLICATE, or --not-filed)")
+    decision.add_argument(
+        "--silent", action="store_true", help="every review found not filed, by silence (with --resend; no object)"
+    )
+    resolve.add_argument("--resend", action="store_true", help="send it once more (a DUPLICATE, --not-filed, --silent)")
+    resolve.add_argument("--dry-run", action="store_true", help="with --silent: list what would be sent, send nothing")
     resolve.add_argument("--reason", help="why, recorded with the decision")
     resolve.add_argument("--by", help="who decides (default: your user name)")
     return parser

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from docdrop.ledger import DocumentLedger, Status
+from docdrop.ledger import SILENCE, DocumentLedger, Status
 
 from docdrop_cli.output import OperatorError, mask_identifiers, mask_mrn, shorten, write_json, write_table
 from docdrop_cli.sending import enqueue
@@ -47,6 +47,14 @@ def resolve_command(args: argparse.Namespace, out: TextIO) -> int:
     target = resolve_target(args)
     ledger = DocumentLedger(target.client("dynamodb"), target.table)
     who, why = _decider(args), args.reason or "no reason given"
+    if args.silent:
+        if not args.resend:
+            raise OperatorError("--silent takes --resend (send every silent review once) [--dry-run]", 2)
+        if args.object or args.key:
+            raise OperatorError("--silent acts on every review found silent: name no object", 2)
+        return _resend_silent(args, target, ledger, who, out)
+    if args.dry_run:
+        raise OperatorError("--dry-run goes with --silent --resend", 2)
     if args.filed:
         item = _find_decided(args, ledger, target, {Status.NEEDS_REVIEW.value})
         document = ledger.get_document(args.filed) or {"document_id": args.filed}
@@ -90,9 +98,34 @@ def resolve_command(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _resend_silent(args: argparse.Namespace, target: Target, ledger: DocumentLedger, who: str, out: TextIO) -> int:
+    """Every review the reconciler found not filed, by silence, sent once (docdrop.reviews.resend_silent_reviews).
+
+    Exit codes: 0 done (or nothing to do); 1 one or more could not be sent (someone decided first)."""
+    from docdrop.reviews import resend_silent_reviews
+
+    items = {str(r["object_id"]): r for r in ledger.open_items(Status.NEEDS_REVIEW)}
+    done = resend_silent_reviews(
+        ledger, who, lambda ref, size: enqueue(target, ref, size), reviews=items.values(), dry_run=args.dry_run
+    )
+    for object_id, what in done:
+        out.write(f"{object_id}: {what} (silent: {_silence_text(items[object_id])})\n")
+    sent = sum(1 for _, what in done if what in ("sent", "would send"))
+    skipped = sum(1 for _, what in done if what.startswith("skipped"))
+    refused = sum(1 for _, what in done if what.startswith("not sent"))
+    verb = "would be sent" if args.dry_run else "sent once"
+    out.write(f"{sent} silent review(s) {verb}; {skipped} skipped; {refused} decided by someone else first.\n")
+    return 1 if refused else 0
+
+
+def _silence_text(review: Mapping[str, Any]) -> str:
+    check = review.get(SILENCE) or {}
+    return f"{check.get('pages')} log page(s) read at {str(check.get('checked_at'))[:19]}"
+
+
 def review_command(args: argparse.Namespace, out: TextIO) -> int:
     """Open reviews, newest first, each with the Cobalt documents that fit its evidence."""
-    from docdrop.reviews import Candidates, candidates_for
+    from docdrop.reviews import Candidates, candidates_for, evidence_state
 
     target = resolve_target(args)
     ledger = DocumentLedger(target.client("dynamodb"), target.table)
@@ -107,6 +140,7 @@ def review_command(args: argparse.Namespace, out: TextIO) -> int:
             document = kept[str(review["object_id"])]
             found = Candidates(review, (document,), True, "Cobalt accepted this version; the reconciler records it")
         reason = review.get("reason")
+        state, detail = evidence_state(found, review, args.silent_after, datetime.now(UTC))
         rows.append(
             {
                 "object_id": review["object_id"],
@@ -121,6 +155,8 @@ def review_command(args: argparse.Namespace, out: TextIO) -> int:
                     {"document_id": d["document_id"], "outcome": d.get("outcome"), "created": d.get("outcome_created")}
                     for d in (found.documents if found else ())
                 ],
+                "evidence": state,
+                "evidence_detail": detail,
                 "why_not_automatic": (found.why_not if found else "no evidence kept for this attempt")
                 if not review.get("resend_approved")
                 else "a resend is approved and queued",
@@ -140,12 +176,22 @@ def review_command(args: argparse.Namespace, out: TextIO) -> int:
                 str(row["attempt_sent_at"] or "-")[:19],
                 shorten(str(row["what_went_wrong"]), 50),
                 candidates,
+                f"{row['evidence']}: {shorten(str(row['evidence_detail']), 60)}",
             ]
         )
-    header = ["object id", *(["key"] if args.show_keys else []), "MRN", "sent", "what went wrong", "candidates"]
+    header = [
+        "object id",
+        *(["key"] if args.show_keys else []),
+        "MRN",
+        "sent",
+        "what went wrong",
+        "candidates",
+        "evidence",
+    ]
     write_table(header, table, out)
     out.write(
         "Decide with: docdrop resolve OBJECT_ID --filed DOCUMENT_ID | --not-filed --resend | --dismiss --reason TEXT\n"
+        "Every silent one at once: docdrop resolve --silent --resend [--dry-run]\n"
     )
     return 0
 

@@ -27,6 +27,7 @@ def test_a_chaos_run_of_100_documents_keeps_every_promise() -> None:
     assert "documents in the EMR more than once:     0" in output
     assert "versions open after the grace period:    0" in output
     assert "PHI in log lines:                        0" in output
+    assert "documents linked to another's upload:    0" in output
     assert "Every promise held." in output
 
 

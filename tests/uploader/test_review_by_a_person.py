@@ -23,10 +23,10 @@ from tests.support.stream import as_the_stream_does
 from tests.uploader.conftest import MRN, UploaderStack, tags
 
 
-def _lost_answer(stack: UploaderStack, name: str, fault: str = "drop_connection") -> str:
+def _lost_answer(stack: UploaderStack, name: str, fault: str = "drop_connection", mrn: str = MRN) -> str:
     """An upload whose connection was lost after sending: NEEDS_REVIEW. Returns its object id."""
     stack.script({"fault": fault})
-    stack.put(name, pdf_bytes(name), tags=tags())
+    stack.put(name, pdf_bytes(name), tags=tags(mrn=mrn))
     stack.drain()
     view = stack.view(name)
     assert view.status == "NEEDS_REVIEW"
@@ -262,3 +262,95 @@ def test_a_resent_review_whose_page_an_identical_version_filed_meanwhile_is_a_du
     assert _cli(stack_file, "resolve", interrupted.object_id, "--resend", "--by", "ana")[0] == 0  # anyway, on purpose
     stack.drain()
     assert sorted(d["filename"] for d in stack.uploads()) == ["first.pdf", "second.pdf"]
+
+
+def _found_silent(stack: UploaderStack, object_id: str) -> None:
+    """What the reconciler keeps on a review it found not filed, by silence (tests/reconciler/test_silence.py)."""
+    review = stack.ledger.get_object_by_id(object_id) or {}
+    check = {"verdict": "silent", "span_start": "-", "span_end": "-", "log_from": "2026-12-01", "pages": 4}
+    assert stack.ledger.note_silence(review, check, "Not filed, by silence")
+
+
+def test_review_shows_each_reviews_evidence_matched_several_waiting_for_silence_or_silent(
+    uploader_stack: UploaderStack, tmp_path: Path
+) -> None:
+    stack = uploader_stack
+    several = _lost_answer(stack, "several.pdf")
+    _reported_elsewhere(stack, "several-1.pdf")
+    _reported_elsewhere(stack, "several-2.pdf")
+    waiting = _lost_answer(stack, "waiting.pdf", mrn="200001")
+    silent = _lost_answer(stack, "silent.pdf", mrn="200002")
+    _found_silent(stack, silent)
+    stack_file = stack.stack_file(tmp_path)
+
+    code, text = _cli(stack_file, "review", "--json", "--silent-after", "72h")
+    rows = {r["object_id"]: r for r in json.loads(text)}
+    assert code == 0 and rows[several]["evidence"] == "several candidates"
+    assert rows[waiting]["evidence"] == "waiting for silence"
+    left = float(rows[waiting]["evidence_detail"].split(" h left")[0])
+    assert 71.9 <= left <= 72.0  # 72 h from the attempt's end
+    assert rows[silent]["evidence"] == "silent" and "4 page(s)" in rows[silent]["evidence_detail"]
+    code, text = _cli(stack_file, "review", "--json", "--silent-after", "1s")
+    shorter = {r["object_id"]: r for r in json.loads(text)}[waiting]
+    assert shorter["evidence"] == "waiting for silence" and shorter["evidence_detail"].startswith("due")
+    table = _cli(stack_file, "review")[1]
+    assert "waiting for silence" in table and "docdrop resolve --silent --resend" in table
+
+
+def test_resolve_silent_resend_sends_each_silent_review_once_and_dry_run_sends_nothing(
+    uploader_stack: UploaderStack, tmp_path: Path
+) -> None:
+    stack = uploader_stack
+    silent = [_lost_answer(stack, f"silent {i}.pdf", mrn=f"30000{i}") for i in range(2)]
+    waiting = _lost_answer(stack, "not yet.pdf", mrn="300009")
+    for object_id in silent:
+        _found_silent(stack, object_id)
+    sent_before = len(stack.uploads())
+    stack_file = stack.stack_file(tmp_path)
+
+    code, text = _cli(stack_file, "resolve", "--silent", "--resend", "--dry-run")
+    assert code == 0 and text.count("would send") == 2 and "2 silent review(s) would be sent" in text
+    stack.drain()
+    assert len(stack.uploads()) == sent_before
+    assert {stack.ledger.get_object_by_id(i)["status"] for i in silent} == {"NEEDS_REVIEW"}
+
+    code, text = _cli(stack_file, "resolve", "--silent", "--resend", "--by", "ana")
+    assert code == 0 and "2 silent review(s) sent once" in text
+    stack.drain()
+    filenames = [d["filename"] for d in stack.uploads()[sent_before:]]
+    assert sorted(filenames) == ["silent 0.pdf", "silent 1.pdf"]
+    for object_id in silent:
+        item = stack.ledger.get_object_by_id(object_id)
+        assert item["status"] == "SUBMITTED" and "silence" not in item
+    assert stack.ledger.get_object_by_id(waiting)["status"] == "NEEDS_REVIEW"
+    code, text = _cli(stack_file, "resolve", "--silent", "--resend")
+    assert code == 0 and "0 silent review(s) sent once" in text
+    stack.drain()
+    assert len(stack.uploads()) == sent_before + 2
+
+
+def test_a_silent_review_the_ledger_has_a_candidate_for_since_is_not_resent(
+    uploader_stack: UploaderStack, tmp_path: Path
+) -> None:
+    stack = uploader_stack
+    object_id = _lost_answer(stack, "heard of after all.pdf")
+    _found_silent(stack, object_id)
+    _reported_elsewhere(stack, "its document, late.pdf")  # an outcome of its patient and folder, in its window
+    stack_file = stack.stack_file(tmp_path)
+    sent_before = len(stack.uploads())
+
+    code, text = _cli(stack_file, "resolve", "--silent", "--resend")
+
+    assert code == 0 and f"{object_id}: skipped" in text
+    stack.drain()
+    assert len(stack.uploads()) == sent_before
+    assert stack.ledger.get_object_by_id(object_id)["status"] == "NEEDS_REVIEW"
+
+
+@pytest.mark.parametrize(
+    "args", [["--silent"], ["--silent", "--resend", "some-object-id"], ["some-object-id", "--resend", "--dry-run"]]
+)
+def test_resolve_silent_takes_resend_and_no_object_and_dry_run_only_with_it(
+    uploader_stack: UploaderStack, tmp_path: Path, args: list[str]
+) -> None:
+    assert _cli(uploader_stack.stack_file(tmp_path), "resolve", *args)[0] == 2
