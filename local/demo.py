@@ -2,7 +2,7 @@
 
     python -m local.demo [--keep-running] [--cobalt-url URL] [--no-samples] [--timeout SECONDS]
                          [--reconcile-every S] [--outcome-grace S] [--stale-after S] [--tag-wait S]
-                         [--time-scale N]
+                         [--silent-after S] [--resend-silent-reviews] [--time-scale N]
 
 The reconciler's deadlines are minutes to days in AWS; the demo shortens them to seconds (the defaults below) so that
 its samples show a lost webhook recovered from Cobalt's event log and tags that never come rejected at their deadline.
@@ -165,7 +165,13 @@ def samples() -> list[Sample]:
 
 
 # Seconds: short enough for the demo's samples to show the reconciler's work (AWS: the template's parameters).
-DEMO_DEADLINES = {"reconcile_every": 5.0, "outcome_grace": 20.0, "stale_after": 120.0, "tag_wait": 30.0}
+DEMO_DEADLINES = {
+    "reconcile_every": 5.0,
+    "outcome_grace": 20.0,
+    "stale_after": 120.0,
+    "tag_wait": 30.0,
+    "silent_after": 60.0,
+}
 
 
 @dataclasses.dataclass
@@ -372,9 +378,13 @@ def main(argv: list[str] | None = None) -> int:
         ("outcome-grace", "seconds a submission waits for its webhook before the event log is read"),
         ("stale-after", "seconds after submission with no outcome before STALE"),
         ("tag-wait", "seconds an object waits for its required tags before REJECTED"),
+        ("silent-after", "seconds after a review's attempt before Cobalt's silence says it was not filed"),
     ):
         default = DEMO_DEADLINES[name.replace("-", "_")]
         parser.add_argument(f"--{name}", type=float, default=default, help=f"{help_text} (default {default:g})")
+    parser.add_argument(
+        "--resend-silent-reviews", action="store_true", help="the reconciler resends silent reviews itself, once each"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s", stream=sys.stderr)
 
@@ -393,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
         outcome_grace_seconds=args.outcome_grace,
         stale_after_seconds=args.stale_after,
         tag_wait_seconds=args.tag_wait,
+        silent_after_seconds=args.silent_after,
+        resend_silent_reviews=args.resend_silent_reviews,
         time_scale=args.time_scale,
         keep_state=args.keep_state,
         uploader_timeout_seconds=args.uploader_timeout,
