@@ -269,10 +269,6 @@ def _where(found: collections.Counter[str]) -> str:
     return f" in {', '.join(f'{name} ({n})' for name, n in found.items())}" if found else ""
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
 def _review_groups(
     ledger: DocumentLedger, reviewed: set[str], documents: list[dict[str, object]]
 ) -> tuple[dict[str, int], int]:
@@ -297,3 +293,7 @@ def _review_groups(
         if document and filename.get(str(document)) != str(item.get("key", "")).rsplit("/", 1)[-1]:
             wrong += 1
     return dict(groups), wrong
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

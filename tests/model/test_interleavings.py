@@ -5,8 +5,10 @@ S3 (puts, identical re-puts, tags later, repeated events), uploader invocations 
 (each write applied, failed, applied with its answer lost, applied twice by botocore, or the process dying before or
 after it), Cobalt's answers (accepted, refused, ambiguous with and without storing, unavailable, login_required), the
 EMR robot, webhook deliveries (early, late, twice, never), the stream's joiner, reconciler passes, time passing, and a
-person's and an operator's decisions (resolve --filed / --resend / --dismiss, retry, relink, redrive). After every step
-the promises are checked against what Cobalt really did; at the end everything is let settle and checked again.
+person's and an operator's decisions (resolve --filed / --resend / --dismiss, retry, relink, redrive), and reviews found
+not filed, by silence, resent by a person or by the reconciler (#28; Cobalt here keeps the promise silence trusts, see
+PROMISE). After every step the promises are checked against what Cobalt really did; at the end everything is let
+settle and checked again.
 
 `make test` runs a bounded walk (MODEL_EXAMPLES, 200 by default); `make model` a long one (20,000). A failure it
 finds, shrunk, becomes a regular test: replayed step by step in tests/model/test_found_walks.py, or as a story of its
@@ -15,6 +17,7 @@ own (tests/ledger/test_conflicting_writers.py and the uploader's and reconciler'
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import traceback
@@ -39,6 +42,7 @@ from docdrop.ledger import (
 from docdrop.ledger_expression import plain
 from docdrop.outcomes import OutcomeJoiner
 from docdrop.reconciler import Deadlines, Reconciler
+from docdrop.reviews import is_silent, resend_silent_reviews
 from docdrop.s3_events import ObjectEvent
 from docdrop.uploader import Deadline, DocumentUploader, RetryLater
 from docdrop.webhook import handle_cobalt_webhook
@@ -100,6 +104,10 @@ TIME_STEPS = [
     timedelta(hours=25),
     timedelta(hours=80),
 ]
+# Cobalt's documented promise (a `document.*` event "when the upload is complete or if there was an error"), which
+# "not filed, by silence" (#28) trusts: the model's Cobalt keeps it, for the documents whose answer was lost, by the
+# time a day has passed. Documents whose answer came may wait for ever (that is what STALE is for).
+PROMISE = timedelta(hours=25)
 # The most each kind of item may weigh (item_size, bytes): the hot items stay within a write unit or two, and nothing
 # comes near DynamoDB's 400 KB.
 SIZE_BOUNDS = {"OBJ": 1500, "H#": 1000, "CDOC": 3000, "FP": 800, "TOKEN": 1000, "EVT#": 1000, "RUN": 4000}
@@ -473,7 +481,8 @@ class DocDropModel(RuleBasedStateMachine):
     @precondition(lambda self: self._changed_since_last_pass())
     @rule()
     def a_reconciler_pass(self) -> None:
-        self.reconciler.run(Deadline(300, clock=lambda: utc_now().timestamp()))
+        report = self.reconciler.run(Deadline(300, clock=lambda: utc_now().timestamp()))
+        STATS["reviews found silent"] += report.reviews_found_silent
         self.last_pass = self.time_steps
 
     def _changed_since_last_pass(self) -> bool:
@@ -483,6 +492,10 @@ class DocDropModel(RuleBasedStateMachine):
 
     @rule(step=st.sampled_from(TIME_STEPS))
     def time_passes(self, step: timedelta) -> None:
+        if step >= PROMISE:  # Cobalt's promise, which silence trusts: the EMR is done with a document within hours
+            for document in list(self.cobalt.documents.values()):
+                if not document.processed and not document.answered:
+                    self.cobalt.process(document.document_id, utc_now())
         self.clock.tick(step)
         self.time_steps += 1
         for invocation in list(self.running):  # Lambda kills an invocation at its timeout, wherever it is
@@ -560,6 +573,53 @@ class DocDropModel(RuleBasedStateMachine):
         elif decision == "dismiss" and not filed:
             self.ledger.dismiss_review(review, "Dismissed by a person: not needed", "person")
 
+    # A review waits out the horizon (SilentAfterHours), and a reconciler pass reads Cobalt's whole log for it: the
+    # usual road to "not filed, by silence" (or to a person, when something in the log or the ledger could be its),
+    # in one step.
+    # Then, as drawn, the silent ones are resent at once (a person, or the reconciler), or later by the rule below.
+    @precondition(lambda self: bool(self._in_status(Status.NEEDS_REVIEW)))
+    @rule(then=st.sampled_from(["later", "a person", "the reconciler"]))
+    def a_review_waits_out_the_horizon(self, then: str) -> None:
+        self.time_passes(Deadlines.defaults().silent_after + timedelta(hours=1))
+        self.a_reconciler_pass()
+        if then != "later" and any(is_silent(r) for r in self._in_status(Status.NEEDS_REVIEW)):
+            self.a_person_or_the_reconciler_resends_silent_reviews(then)
+
+    # The same road from its start: an upload whose POST Cobalt answers 500 (nothing stored, and DocDrop cannot know),
+    # a review, the horizon, a pass, and the silent ones resent as drawn.
+    @precondition(lambda self: bool(self._visible()) and len(self.running) < MAX_RUNNING)
+    @rule(data=st.data(), then=st.sampled_from(["later", "a person", "the reconciler"]))
+    def an_unanswered_upload_waits_out_the_horizon(self, data: st.DataObject, then: str) -> None:
+        invocation = self._start(data.draw(st.sampled_from(self._visible())))
+        while not invocation.done:
+            invocation.advance("server_error" if invocation.pending == "post" else "go")
+        self._after_step(invocation)
+        if self._in_status(Status.NEEDS_REVIEW):
+            self.a_review_waits_out_the_horizon(then)
+
+    # Reviews found not filed, by silence (the reconciler read Cobalt's whole log past the horizon and found nothing of
+    # theirs): a person's `docdrop resolve --silent --resend`, or the reconciler's own pass with ResendSilentReviews.
+    @precondition(lambda self: any(is_silent(r) for r in self._in_status(Status.NEEDS_REVIEW)))
+    @rule(who=st.sampled_from(["a person", "the reconciler"]))
+    def a_person_or_the_reconciler_resends_silent_reviews(self, who: str) -> None:
+        if who == "a person":
+            done = resend_silent_reviews(self.ledger, "person", self._resend)
+        else:
+            reconciler = Reconciler(
+                self.ledger,
+                self.cobalt,  # type: ignore[arg-type]
+                self.joiner,
+                dataclasses.replace(Deadlines.defaults(), resend_silent=True),
+                metrics=NoMetrics(),
+                logger=_logger,
+                fingerprint_key=lambda: KEY,
+                accounts=lambda: ACCOUNTS,
+                resend=self._resend,
+            )
+            report = reconciler.run(Deadline(300, clock=lambda: utc_now().timestamp()))
+            done = [("", "sent")] * report.reviews_resent_by_silence
+        STATS[f"silent reviews resent by {who}"] += sum(1 for _, what in done if what == "sent")
+
     # `docdrop resolve --resend --key K`: a person says a DUPLICATE is a different page after all, and it is sent once.
     @precondition(lambda self: bool(self._duplicates_not_approved()))
     @rule(data=st.data())
@@ -624,6 +684,9 @@ class DocDropModel(RuleBasedStateMachine):
             if status == Status.FAILED.value:
                 refused = self.cobalt.refusals.get(object_id, 0) > 0
                 assert refused or (document_id and not truth[str(document_id)].uploaded), f"{object_id} FAILED wrongly"
+            if is_silent(item):  # "not filed, by silence" says Cobalt holds nothing of it (but what a person judged)
+                stored = {d.document_id for d in self.cobalt.stored_for(object_id)} - self.judged.get(object_id, set())
+                assert not stored, f"review {object_id} was found silent, and Cobalt holds its document {stored}"
         for document_id, item in documents.items():
             if item.get("object_id"):
                 assert document_id in truth and truth[document_id].object_id == item["object_id"], (
