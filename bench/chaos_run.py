@@ -225,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
         f"  reviews open before it:                {reviews_before} ({100 * reviews_before / len(drops):.1f} %); "
         f"the resent ones settled {'yes' if resent_settled else 'NO'}"
     )
-    print("  reviews, by how they ended:            " + ", ".join(f"{k} {v}" for k, v in groups.items()))
+    print("  reviews, by how they ended:            " + ", ".join(f"{k} {v}" for k, v in groups.items() if k[0] != " "))
+    for why, n in sorted((k, v) for k, v in groups.items() if k[0] == " "):
+        print(f"  {why.strip()}: {n}")
     share = 100 * counts[Status.NEEDS_REVIEW] / len(drops)
     print(f"NEEDS_REVIEW at the end:                 {counts[Status.NEEDS_REVIEW]} ({share:.1f} % of documents)")
     print(f"documents linked to another's upload:    {wrong}   (must be 0)")
@@ -283,6 +285,14 @@ def _review_groups(
         history = " ".join(str(h.get("reason")) for h in ledger.history(object_id, item))
         if item.get("status") == Status.NEEDS_REVIEW.value:
             groups["left for a person"] += 1
+            check = item.get("silence")
+            if "Not filed, by silence: resend approved" in history:
+                why = "its resend met an ambiguous answer again"
+            elif isinstance(check, dict):
+                why = str(check.get("why") or check.get("verdict")).split(":")[0][:60]
+            else:
+                why = "not checked for silence yet"
+            groups[f"  left: {why}"] += 1
         elif item.get("decided_by") == "reconciler (evidence)":
             groups["matched"] += 1
         elif "Not filed, by silence: resend approved" in history:

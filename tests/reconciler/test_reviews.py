@@ -246,3 +246,44 @@ def test_a_document_listed_within_the_outcome_grace_is_not_matched_yet(loops: Op
     _stored_and_reported(loops, "recent.pdf", content)
     assert loops.run(timedelta(minutes=5)).reviews_resolved == 0
     assert loops.run(AFTER_GRACE).reviews_resolved == 1
+
+
+def test_the_document_of_a_claim_whose_holder_died_stays_unjoined_until_its_review_takes_it(loops: OpenLoops) -> None:
+    """Found by make chaos (#28): a worker died with its POST out; Cobalt stored the document and its webhook came at
+    once. While the claim waited for its lease to lapse, the foreign sweep took the document for another integration's,
+    so the review the claim became had no candidate. A RECEIVED claim's patient and folder now keep it unjoined."""
+    from docdrop.contract import UploadFields
+
+    loops.fingerprint_key = KEY
+    content = pdf_bytes("the dead worker's page")
+    ref = ObjectRef("inbox", "inbox/dead worker.pdf", uuid.uuid4().hex)
+    loops.refs["dead worker.pdf"] = ref
+    evidence = {
+        "sha256": hashlib.sha256(content).hexdigest(),
+        "evidence_fingerprint": patient_folder_fingerprint(KEY, MRN, FOLDER),
+    }
+    claim = loops.ledger.claim(ref, lease_seconds=3600, details=evidence)  # lapses only when the test says so
+    assert loops.ledger.mark_post_started(ref, claim.token)
+    logged = sum(1 for r in loops.sandbox.events if r["event"]["type"].startswith("document."))
+    answer = loops.cobalt.upload_document(UploadFields(MRN, FOLDER), "dead worker.pdf", "application/pdf", content)
+    loops.wait_for_outcomes(logged + 1)
+    record = next(r for r in loops.sandbox.events if r["event"]["data"]["document_id"] == answer.document_id)
+    event = outcome_event_from(record["event"], attempt=1)
+    assert event is not None
+    loops.ledger.record_outcome(dataclasses.replace(event, evidence_fingerprint=evidence["evidence_fingerprint"]))
+    loops.stream(str(answer.document_id))
+
+    assert loops.run(AFTER_GRACE).foreign == 0  # the claim is still RECEIVED: its document is kept
+    loops.ledger._client.update_item(
+        TableName=loops.ledger._table,
+        Key={"pk": {"S": f"OBJ#{ref.object_id}"}, "sk": {"S": "OBJ"}},
+        UpdateExpression="SET lease_until = :past",  # the holder died a moment ago
+        ExpressionAttributeValues={
+            ":past": {"S": (datetime.now(UTC) - timedelta(seconds=1)).isoformat(timespec="microseconds")}
+        },
+    )
+    assert loops.ledger.mark_interrupted(ref, "interrupted")  # its message came back: a review
+    report = loops.run(AFTER_GRACE)
+
+    assert report.reviews_resolved == 1 and report.foreign == 0
+    assert loops.ledger.get_object(ref)["document_id"] == answer.document_id
