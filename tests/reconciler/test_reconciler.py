@@ -164,6 +164,23 @@ def test_an_expired_claim_that_never_started_its_post_is_sent_again_by_an_event_
     assert loops.ledger.claim(never, lease_seconds=60).won  # the resent event's claim takes it: sent once from here
 
 
+def test_a_claim_that_lapsed_before_its_post_five_times_becomes_a_review_instead_of_a_sixth_event(
+    loops: OpenLoops,
+) -> None:
+    """Something stops every holder before its POST (a crash on this very object, say): not an event every pass."""
+    stuck = ObjectRef("inbox", "inbox/stops every holder.pdf", "v1")
+    loops.refs["stuck.pdf"] = stuck
+    for _ in range(5):
+        loops.ledger.claim(stuck, lease_seconds=0.01)
+        time.sleep(0.02)
+
+    report = loops.run(AFTER_GRACE)
+
+    assert (report.interrupted, report.interrupted_resent) == (1, 0) and loops.resent == []
+    item = loops.ledger.get_object(stuck)
+    assert item["status"] == "NEEDS_REVIEW" and item["reason"].startswith("Claimed 5 times, and every holder stopped")
+
+
 def test_a_pending_retry_past_the_queue_horizon_is_counted_and_says_how_to_redrive(loops: OpenLoops) -> None:
     ref = ObjectRef("inbox", "inbox/cobalt-down.pdf", "v1")
     loops.refs["down.pdf"] = ref

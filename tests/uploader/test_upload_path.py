@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from docdrop.ledger import CLAIMED_AGAIN_REASON, DocumentLedger, Status
+from docdrop.s3_events import s3_notification
 
 from local.cobalt_sandbox import FaultSettings
 from local.samples import jpeg_bytes, pdf_bytes, png_bytes
@@ -294,6 +295,25 @@ def test_an_upload_whose_holder_died_before_its_post_is_sent_once_by_the_redeliv
     assert not ledger.mark_post_started(ref, dead.token)  # the dead holder, were it only slow, may not POST now
     history = [h["reason"] for h in ledger.history(ref.object_id)]
     assert CLAIMED_AGAIN_REASON in history
+
+
+def test_a_version_deleted_after_a_claim_that_never_posted_is_refused_not_left_claimed(
+    uploader_stack: UploaderStack,
+) -> None:
+    version = uploader_stack.put("deleted meanwhile.pdf", pdf_bytes(), tags())
+    ledger: DocumentLedger = uploader_stack.ledger
+    ref = uploader_stack.ref("deleted meanwhile.pdf", version)
+    ledger.claim(ref, lease_seconds=0)  # died before its POST; then the producer deleted the version
+    uploader_stack.s3.delete_object(Bucket=ref.bucket, Key=ref.key, VersionId=ref.version_id)
+    # The event that names the version: S3's own, or the one the reconciler puts for a claim that never posted.
+    body = s3_notification(ref.bucket, ref.key, ref.version_id, 1)
+    uploader_stack.sqs.send_message(QueueUrl=uploader_stack.queues.queue_url, MessageBody=body)
+
+    uploader_stack.drain()
+
+    view = uploader_stack.view("deleted meanwhile.pdf")
+    assert view.status == Status.REJECTED and "deleted" in (view.reason or "")
+    assert uploader_stack.uploads() == []
 
 
 def test_a_slow_holder_whose_lease_lapsed_never_posts_once_a_redelivery_claimed_the_version_again(

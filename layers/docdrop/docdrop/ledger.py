@@ -444,13 +444,9 @@ class DocumentLedger:
         claimable = ", ".join(e.v(s.value) for s in sorted(CLAIMABLE))
         resendable = ", ".join(e.v(s.value) for s in RESENDABLE)
         approved = f"({e.n('status')} IN ({resendable}) AND {e.n(RESEND_APPROVED)} = {e.v(True)})"
-        never_posted = (
-            f"({e.n('status')} = {e.v(Status.RECEIVED.value)} AND {e.n('lease_until')} < {e.v(now)}"
-            f" AND {e.n(POST_FENCE)} = {e.v(True)} AND attribute_not_exists({e.n(POST_STARTED_AT)}))"
-        )
         condition = (
             f"attribute_not_exists({e.n('pk')}) OR {e.n('status')} IN ({claimable}) OR {self._tags_expired(e)}"
-            f" OR {approved} OR {never_posted}"
+            f" OR {approved} OR {self._never_posted(e, now)}"
         )
         try:
             answer = self._update_both_ways(self._object_key(ref.object_id), e.kwargs(update, condition))
@@ -488,7 +484,8 @@ class DocumentLedger:
         )
 
     def record_unclaimed_state(self, ref: ObjectRef, status: Status, reason: str, **attrs: Any) -> bool:
-        """REJECTED or WAITING_FOR_TAGS, decided before any claim: only over nothing, or over a wait for tags.
+        """REJECTED or WAITING_FOR_TAGS, decided before any claim: only over nothing, over a wait for tags, or over a
+        claim that lapsed before its POST (the version was deleted, or its tags changed, since that claim).
 
         Returns False when another writer got there first (the object was claimed, submitted or refused already).
         """
@@ -497,9 +494,17 @@ class DocumentLedger:
         e = Expression()
         condition = (
             f"attribute_not_exists({e.n('pk')}) OR {e.n('status')} = {e.v(Status.WAITING_FOR_TAGS.value)}"
-            f" OR {self._tags_expired(e)}"
+            f" OR {self._tags_expired(e)} OR {self._never_posted(e, now_iso())}"
         )
         return self._set_state(ref, status, reason, e, condition, attrs, remove=(TAGS_EXPIRED,))
+
+    @staticmethod
+    def _never_posted(e: Expression, now: str) -> str:
+        """Condition: a claim whose lease lapsed before its POST started (`never_posted`): nothing of it was sent."""
+        return (
+            f"({e.n('status')} = {e.v(Status.RECEIVED.value)} AND {e.n('lease_until')} < {e.v(now)}"
+            f" AND {e.n(POST_FENCE)} = {e.v(True)} AND attribute_not_exists({e.n(POST_STARTED_AT)}))"
+        )
 
     @staticmethod
     def _tags_expired(e: Expression) -> str:

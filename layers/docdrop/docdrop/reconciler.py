@@ -66,6 +66,8 @@ RUN_NAME = "reconciler"
 LEASE_MARGIN_SECONDS = 30.0
 # Time kept back at the end of a pass to record where it stopped and to release its lease.
 RESERVE_SECONDS = 5.0
+# A claim that lapsed before its POST is sent again by an event, up to this many claims in all; then it is a review.
+NEVER_POSTED_CLAIMS = 5
 # In the pass's state: how far the one-off indexing of an older ledger's open items got ("done" once the table is).
 OPEN_INDEX_STATE = "open_index"
 
@@ -464,12 +466,18 @@ class Reconciler:
             if str(item.get("lease_until", "")) >= now.isoformat(timespec="microseconds"):
                 continue  # its holder may still be at work
             ref = self._ledger.item_ref(item)
-            if never_posted(item):  # nothing was sent: its next event claims it again, so one is sent
-                if self._resend is not None:
-                    self._resend(ref, int(item.get("size") or 0))
-                    report.interrupted_resent += 1
+            tried = int(item.get("attempts") or 0)
+            if never_posted(item) and tried < NEVER_POSTED_CLAIMS and self._resend is not None:
+                self._resend(ref, int(item.get("size") or 0))  # nothing was sent: its event's claim sends it once
+                report.interrupted_resent += 1
                 continue
-            if self._ledger.mark_interrupted(ref, INTERRUPTED_REASON):
+            reason = INTERRUPTED_REASON
+            if never_posted(item):  # every holder stopped before its POST: something stops them, a person looks
+                reason = (
+                    f"Claimed {tried} times, and every holder stopped before its POST: nothing of it is in the EMR. "
+                    "Find out what stops the uploader (its logs), then: docdrop resolve --not-filed --resend"
+                )
+            if self._ledger.mark_interrupted(ref, reason):
                 report.interrupted += 1
 
     def _dead_lettered(self, report: PassReport, deadline: Deadline, state: dict[str, Any], owner: str) -> None:
