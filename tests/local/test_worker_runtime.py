@@ -128,7 +128,8 @@ def test_a_crash_mid_upload_sends_the_document_at_most_once_and_it_ends_reviewed
     worker_stack: CliStack,
 ) -> None:
     uploader = _uploader(worker_stack)
-    sent_at_most = {"after_claim": (0,), "post_in_flight": (0, 1), "after_answer": (1,)}
+    # after_claim: nothing was sent, so the redelivery claims it again and sends it once (#28: not a review).
+    sent_at_most = {"after_claim": (1,), "post_in_flight": (0, 1), "after_answer": (1,)}
     refs = {}
     for point in sent_at_most:  # one crash after another, each in the invocation of its own document
         crashes = uploader.stats.crashes[point]
@@ -147,7 +148,25 @@ def test_a_crash_mid_upload_sends_the_document_at_most_once_and_it_ends_reviewed
     for point, ref in refs.items():
         assert worker_stack.uploads_of(f"crash-{point}.pdf") in sent_at_most[point], point
         assert worker_stack.status_of(ref) in ("NEEDS_REVIEW", "UPLOADED"), point
-    assert worker_stack.status_of(refs["after_claim"]) == "NEEDS_REVIEW"  # never sent, and nobody can know that
+    assert worker_stack.status_of(refs["after_claim"]) == "UPLOADED"  # its POST never started: sent by the redelivery
+
+
+def test_a_claim_whose_holder_died_before_its_post_and_whose_message_is_gone_is_sent_by_the_reconcilers_event(
+    worker_stack: CliStack,
+) -> None:
+    """#28 item 4, through the reconciler's handler: a claim left RECEIVED with no POST started and no message to come
+    back (it went to the dead-letter queue, say) is not a review: the reconciler puts an event, and it is sent once."""
+    ref = _put_quietly(worker_stack, "crash/message gone.pdf")
+    size = worker_stack.client("s3").head_object(Bucket=ref.bucket, Key=ref.key, VersionId=ref.version_id)[
+        "ContentLength"
+    ]
+    assert worker_stack.ledger.claim(ref, lease_seconds=0, details={"size": size}).won  # its holder died at once
+
+    worker_stack.wait_status(ref, "UPLOADED", seconds=60)
+
+    assert worker_stack.uploads_of("message gone.pdf") == 1
+    reasons = [h["reason"] for h in worker_stack.ledger.history(ref.object_id)]
+    assert any(r.startswith("Claimed again") for r in reasons)
 
 
 def test_sigkill_of_the_stack_leaves_none_of_its_processes_running(tmp_path: Path) -> None:

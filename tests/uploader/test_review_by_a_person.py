@@ -290,7 +290,7 @@ def test_review_shows_each_reviews_evidence_matched_several_waiting_for_silence_
     left = float(rows[waiting]["evidence_detail"].split(" h left")[0])
     assert 71.9 <= left <= 72.0  # 72 h from the attempt's end
     assert rows[silent]["evidence"] == "silent" and "4 page(s)" in rows[silent]["evidence_detail"]
-    code, text = _cli(stack_file, "review", "--json", "--silent-after", "1s")
+    code, text = _cli(stack_file, "review", "--json", "--silent-after", "0s")
     shorter = {r["object_id"]: r for r in json.loads(text)}[waiting]
     assert shorter["evidence"] == "waiting for silence" and shorter["evidence_detail"].startswith("due")
     table = _cli(stack_file, "review")[1]
