@@ -222,3 +222,20 @@ def test_a_lost_webhooks_document_in_the_log_is_matched_not_found_silent(silent_
 
     assert report.reviews_found_silent == 0 and report.reviews_resolved == 1
     assert loops.ledger.get_object(ref)["document_id"] == answer.document_id
+
+
+def test_a_review_whose_version_cobalt_accepted_and_whose_record_is_pending_is_never_silent() -> None:
+    """Found by the model (make model-reverts, on the fixed code): an upload's submission write failed, so its
+    document id was kept for the reconciler (`remember_submission`), the version became a review, and the EMR had not
+    yet reported the document. Nothing was in Cobalt's log, and the review was found silent: Cobalt holds it."""
+    sent = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    review = {
+        "object_id": "kept-object",
+        "evidence_fingerprint": "mine",
+        "attempt_sent_at": sent.isoformat(),
+        "attempt_ended_at": (sent + timedelta(seconds=30)).isoformat(),
+    }
+    kept = [{"object_id": "kept-object", "document_id": "7000000000000001", "outcome_unjoined": "UNRECORDED"}]
+    why = silence_of(review, HORIZON, [], [], [], kept)
+    assert why is not None and "7000000000000001" in why
+    assert silence_of(review, HORIZON, [], [], [], [{"object_id": "another", "document_id": "1"}]) is None

@@ -601,10 +601,10 @@ class Reconciler:
             if read is not None:
                 logged, pages = read
                 unjoined = list(self._ledger.unjoined_documents(before=now))
+                kept = list(self._ledger.unrecorded_submissions())
                 for review in due:
-                    why = silence_of(
-                        review, horizon, logged, unjoined, evidence_rivals(review, every_review, in_flight)
-                    )
+                    rivals = evidence_rivals(review, every_review, in_flight)
+                    why = silence_of(review, horizon, logged, unjoined, rivals, kept)
                     start, end = silent_span(review, horizon) or (now, now)
                     check = {
                         "verdict": "silent" if why is None else "not silent",

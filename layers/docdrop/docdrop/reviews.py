@@ -182,18 +182,23 @@ def silence_of(
     logged: Iterable[LoggedDocument],
     unjoined: Iterable[Mapping[str, Any]],
     rivals: list[str],
+    kept: Iterable[Mapping[str, Any]] = (),
 ) -> str | None:
     """None when the review's attempt was not filed, by silence: the whole log from its window on was read (`logged`:
     every `document.*` event of it, read once the horizon had passed), and no event of its patient and folder since the
     window opened names a document the ledger gives to no other object, no event without patient and folder falls there
-    either, no unjoined or foreign document of the ledger fits, and no other object claims the same evidence (`rivals`).
-    Otherwise why not, for a person. Events after the horizon count too: the EMR may have filed the attempt's document
+    either, no unjoined or foreign document of the ledger fits, no other object claims the same evidence (`rivals`),
+    and no submission Cobalt accepted for this very version waits to be recorded (`kept`). Otherwise why not, for a
+    person. Events after the horizon count too: the EMR may have filed the attempt's document
     late, and silence is only ever the absence of everything that could be it."""
     span = silent_span(review, silent_after)
     if span is None:
         return "no evidence was kept for this attempt"
     start = span[0]
     fingerprint = review["evidence_fingerprint"]
+    mine = next((d for d in kept if str(d.get("object_id")) == str(review.get("object_id"))), None)
+    if mine is not None:  # a kept submission (`unrecorded_submissions`): Cobalt accepted this very version
+        return f"Cobalt accepted this version as document {mine.get('document_id')}; its record is pending"
     if rivals:
         return f"{len(rivals)} other object(s) claim the same patient, folder and time: a person decides"
     for document in logged:
