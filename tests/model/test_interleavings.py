@@ -105,8 +105,9 @@ TIME_STEPS = [
     timedelta(hours=80),
 ]
 # Cobalt's documented promise (a `document.*` event "when the upload is complete or if there was an error"), which
-# "not filed, by silence" (#28) trusts: the model's Cobalt keeps it, for the documents whose answer was lost, by the
-# time a day has passed. Documents whose answer came may wait for ever (that is what STALE is for).
+# "not filed, by silence" (#28) trusts: the model's Cobalt keeps it, for the documents whose id DocDrop never recorded
+# (the answer lost, or received and its record lost with the process), by the time a day has passed. Documents whose
+# id DocDrop recorded may wait for ever (that is what STALE is for).
 PROMISE = timedelta(hours=25)
 # The most each kind of item may weigh (item_size, bytes): the hot items stay within a write unit or two, and nothing
 # comes near DynamoDB's 400 KB.
@@ -494,7 +495,7 @@ class DocDropModel(RuleBasedStateMachine):
     def time_passes(self, step: timedelta) -> None:
         if step >= PROMISE:  # Cobalt's promise, which silence trusts: the EMR is done with a document within hours
             for document in list(self.cobalt.documents.values()):
-                if not document.processed and not document.answered:
+                if not document.processed and document.document_id not in self.known:
                     self.cobalt.process(document.document_id, utc_now())
         self.clock.tick(step)
         self.time_steps += 1

@@ -149,7 +149,10 @@ def silent_span(review: Mapping[str, Any], silent_after: timedelta) -> tuple[dat
     ended = parse_moment(review.get("attempt_ended_at"))
     if window is None or ended is None or not review.get("evidence_fingerprint"):
         return None
-    return window.start, ended + silent_after
+    # From the version's first claim, not only this attempt's: an earlier attempt of it may be what Cobalt holds.
+    first = parse_moment(review.get("created_at"))
+    start = min(window.start, first - MARGIN_BEFORE) if first is not None else window.start
+    return start, ended + silent_after
 
 
 def evidence_rivals(
