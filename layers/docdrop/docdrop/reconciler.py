@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from docdrop.accounts import CobaltAccounts, account_of
 from docdrop.breaker import CobaltBreaker
-from docdrop.cobalt import CobaltClient, EventLogUnavailable
+from docdrop.cobalt import CobaltClient, EventLogPage, EventLogUnavailable
 from docdrop.cobalt_events import outcome_event_from
 from docdrop.evidence import outcome_fingerprint
 from docdrop.ledger import (
@@ -38,6 +38,7 @@ from docdrop.ledger import (
     DocumentLedger,
     JoinResult,
     ObjectRef,
+    OutcomeEvent,
     Status,
     items_within,
     never_posted,
@@ -407,28 +408,16 @@ class Reconciler:
             reached = int(cursor["pages"].get(event_type, 1))
             page = 1 if from_first_page else max(1, reached - 1)
             while True:
-                if deadline.remaining() < RESERVE_SECONDS + self._cobalt.timeout[0] + self._cobalt.timeout[1]:
-                    report.complete = False
+                result = self._log_page(report, deadline, event_type, start, page, account)
+                if result is None:
                     return False
-                try:
-                    result = self._cobalt.webhook_events(
-                        event_type=event_type, start_date=start, page=page, page_size=self._page_size, account=account
-                    )
-                except EventLogUnavailable as exc:
-                    self.logger.warning("Cobalt's event log could not be read", extra={"error": str(exc)})
-                    report.event_log_unavailable = True
-                    return False
-                report.event_log_pages += 1
                 for envelope in result.events:
                     event = outcome_event_from(envelope, source="event_log")
                     if event is not None and reviews:
                         key = self._fingerprint_key
                         fingerprint = outcome_fingerprint(key(), envelope.get("data")) if key else None
-                        if fingerprint in reviews:
-                            self._ledger.record_outcome(dataclasses.replace(event, evidence_fingerprint=fingerprint))
-                            # Listed as unjoined now, as the stream would, so this pass's match can find it.
-                            document = self._ledger.get_document(event.document_id) or {}
-                            self._joiner.join(document, mark="reconciler:event-log")
+                        if fingerprint is not None and fingerprint in reviews:
+                            self._record_candidate(event, fingerprint)
                         continue
                     if event is None or event.document_id not in known:
                         continue
@@ -441,6 +430,30 @@ class Reconciler:
             if wanted and wanted.keys() <= found:
                 break
         return True
+
+    def _log_page(
+        self, report: PassReport, deadline: Deadline, event_type: str, start: date, page: int, account: str | None
+    ) -> EventLogPage | None:
+        """One page of Cobalt's event log, counted; None when the pass's time is short or the log cannot be read."""
+        if deadline.remaining() < RESERVE_SECONDS + self._cobalt.timeout[0] + self._cobalt.timeout[1]:
+            report.complete = False
+            return None
+        try:
+            result = self._cobalt.webhook_events(
+                event_type=event_type, start_date=start, page=page, page_size=self._page_size, account=account
+            )
+        except EventLogUnavailable as exc:
+            self.logger.warning("Cobalt's event log could not be read", extra={"error": str(exc)})
+            report.event_log_unavailable = True
+            return None
+        report.event_log_pages += 1
+        return result
+
+    def _record_candidate(self, event: OutcomeEvent, fingerprint: str) -> None:
+        """A logged outcome of a review's patient and folder, recorded as the webhook would, and listed as unjoined now
+        (as the stream would) so this pass's match can find it."""
+        self._ledger.record_outcome(dataclasses.replace(event, evidence_fingerprint=fingerprint))
+        self._joiner.join(self._ledger.get_document(event.document_id) or {}, mark="reconciler:event-log")
 
     # ----- WAITING_FOR_TAGS, RECEIVED, PENDING_RETRY ----------------------------------------------------------------
     def _tag_waits(self, report: PassReport, deadline: Deadline, state: dict[str, Any], owner: str) -> None:
@@ -656,23 +669,10 @@ class Reconciler:
             for event_type in OUTCOMES:
                 page = 1
                 while True:
-                    if deadline.remaining() < RESERVE_SECONDS + self._cobalt.timeout[0] + self._cobalt.timeout[1]:
-                        report.complete = False
-                        return None
-                    try:
-                        result = self._cobalt.webhook_events(
-                            event_type=event_type,
-                            start_date=start,
-                            page=page,
-                            page_size=self._page_size,
-                            account=account,
-                        )
-                    except EventLogUnavailable as exc:
-                        self.logger.warning("Cobalt's event log could not be read", extra={"error": str(exc)})
-                        report.event_log_unavailable = True
+                    result = self._log_page(report, deadline, event_type, start, page, account)
+                    if result is None:
                         return None
                     pages += 1
-                    report.event_log_pages += 1
                     for envelope in result.events:
                         event = outcome_event_from(envelope, source="event_log")
                         if event is None:
@@ -680,8 +680,7 @@ class Reconciler:
                         fingerprint = outcome_fingerprint(key(), envelope.get("data"))
                         events[event.document_id] = (fingerprint, parse_moment(event.created))
                         if fingerprint in fingerprints:  # a lost webhook's document: a candidate from now on
-                            self._ledger.record_outcome(dataclasses.replace(event, evidence_fingerprint=fingerprint))
-                            self._joiner.join(self._ledger.get_document(event.document_id) or {}, mark="reconciler:log")
+                            self._record_candidate(event, fingerprint)
                     if page >= result.total_pages:
                         break
                     page += 1
