@@ -21,9 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-LEDGER = "layers/docdrop/docdrop/ledger.py"
-RECONCILER = "layers/docdrop/docdrop/reconciler.py"
-UPLOADER = "layers/docdrop/docdrop/uploader.py"
+DOCUMENTS = "layers/docdrop/docdrop/ledger/documents.py"
+FINGERPRINTS = "layers/docdrop/docdrop/ledger/fingerprints.py"
+OBJECTS = "layers/docdrop/docdrop/ledger/objects.py"
+REVIEW_MATCH = "layers/docdrop/docdrop/reconciler/reviews.py"
+UPLOADER = "layers/docdrop/docdrop/uploader/core.py"
 WALKS = "tests/model/test_interleavings.py"
 
 
@@ -39,14 +41,14 @@ REVERTS = (
         1,
         "a review resolved as another upload's document",
         (
-            (RECONCILER, "in_flight = self._in_flight_items()\n", "in_flight: list[dict[str, Any]] = []\n"),
+            (REVIEW_MATCH, "in_flight = p.in_flight_items()\n", "in_flight: list[dict[str, Any]] = []\n"),
             (
-                RECONCILER,
+                REVIEW_MATCH,
                 "documents = self._ledger.unjoined_documents(before=now - self._deadlines.outcome_grace)",
                 "documents = self._ledger.unjoined_documents(before=now)",
             ),
             (
-                LEDGER,
+                DOCUMENTS,
                 '" REMOVE " + removed, mine\n',  # link_document: the first object wins
                 '" REMOVE " + removed, f"{mine} OR attribute_exists({e.n(\'pk\')})"\n',  # the last one does
             ),
@@ -57,7 +59,7 @@ REVERTS = (
         "two identical versions racing past a FAILED one both sent",
         (
             (
-                LEDGER,
+                FINGERPRINTS,
                 '            holder, held_at = e.v(str(replacing.get("object_id"))), '
                 'e.v(str(replacing.get("held_at")))\n'
                 "            condition = f\"{free} OR ({e.n('object_id')} = {holder} "
@@ -70,7 +72,7 @@ REVERTS = (
         6,
         "a resend of an already-SUBMITTED version loops to the dead-letter queue",
         (
-            (LEDGER, "if status not in RESENDABLE and RESEND_APPROVED not in removed:", "if False:"),
+            (OBJECTS, "if status not in RESENDABLE and RESEND_APPROVED not in removed:", "if False:"),
             (UPLOADER, "if current.get(RESEND_APPROVED) and status in RESENDABLE:", "if current.get(RESEND_APPROVED):"),
         ),
     ),

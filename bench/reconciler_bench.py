@@ -24,10 +24,10 @@ import docdrop_cli.main as cli
 from botocore.config import Config
 from docdrop.cobalt import CobaltClient, EventLogPage
 from docdrop.contract import UploadFields
+from docdrop.deadline import Deadline
 from docdrop.ledger import DocumentLedger, ObjectRef, OutcomeEvent
 from docdrop.outcomes import OutcomeJoiner
 from docdrop.reconciler import OPEN_INDEX_STATE, RUN_NAME, Deadlines, PassReport, Reconciler
-from docdrop.uploader import Deadline
 from docdrop_cli.target import Target
 
 from local.cobalt_sandbox import CobaltSandbox, FaultSettings, SandboxConfig

@@ -37,11 +37,12 @@ _DOMAIN = str(ROOT / "layers" / "docdrop" / "docdrop") + os.sep
 _FUNCTIONS = str(ROOT / "functions") + os.sep
 _CLI = str(ROOT / "cli" / "docdrop_cli") + os.sep
 # The domain module each function's handler hands its work to (a test may drive it directly, or a thread of it runs).
+# Keyed by the domain's top-level module or package (`docdrop.uploader` is a package of modules).
 DOMAIN_ENTRIES = {
-    "uploader.py": "UploaderFunction",
-    "webhook.py": "WebhookFunction",
-    "outcomes.py": "OutcomeJoinerFunction",
-    "reconciler.py": "ReconcilerFunction",
+    "uploader": "UploaderFunction",
+    "webhook": "WebhookFunction",
+    "outcomes": "OutcomeJoinerFunction",
+    "reconciler": "ReconcilerFunction",
 }
 FUNCTION_FOLDERS = {
     "uploader": "UploaderFunction",
@@ -112,7 +113,7 @@ def whose(frame: FrameType | None) -> str | None:
         elif filename.startswith(_CLI):
             outermost = _command(frame) or outermost or OPERATOR
         elif filename.startswith(_DOMAIN):
-            outermost = DOMAIN_ENTRIES.get(filename[len(_DOMAIN) :], "")
+            outermost = DOMAIN_ENTRIES.get(filename[len(_DOMAIN) :].split(os.sep)[0].removesuffix(".py"), "")
         frame = frame.f_back
     return outermost or None
 

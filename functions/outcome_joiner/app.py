@@ -7,7 +7,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from docdrop.ledger import DocumentLedger
+from docdrop.ledger import DocumentStore
 from docdrop.observability import build_logger, build_metrics, publish_metrics
 from docdrop.outcomes import OutcomeJoiner, join_stream_batch
 from docdrop.settings import JoinerSettings
@@ -17,7 +17,7 @@ logger = build_logger("outcomes")
 metrics = build_metrics("outcomes")
 _AWS = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 4, "mode": "standard"})
 joiner = OutcomeJoiner(
-    DocumentLedger(boto3.client("dynamodb", config=_AWS), settings.ledger_table, settings.record_retention_days),
+    DocumentStore(boto3.client("dynamodb", config=_AWS), settings.ledger_table, settings.record_retention_days),
     metrics,
     logger,
 )

@@ -9,6 +9,7 @@ import boto3
 from botocore.config import Config
 from docdrop.accounts import CobaltAccounts
 from docdrop.cobalt import CobaltClient
+from docdrop.deadline import Deadline
 from docdrop.ledger import DocumentLedger, ObjectRef
 from docdrop.observability import build_logger, build_metrics, publish_metrics
 from docdrop.outcomes import OutcomeJoiner
@@ -16,7 +17,6 @@ from docdrop.reconciler import Deadlines, Reconciler
 from docdrop.s3_events import s3_notification
 from docdrop.secret_documents import SecretDocument
 from docdrop.settings import ReconcilerSettings
-from docdrop.uploader import Deadline
 
 settings = ReconcilerSettings.from_env()
 logger = build_logger("reconciler")

@@ -8,7 +8,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from docdrop.ledger import DocumentLedger
+from docdrop.ledger import WebhookStores
 from docdrop.observability import build_logger, build_metrics, publish_metrics
 from docdrop.secret_documents import SecretDocument
 from docdrop.settings import WebhookSettings
@@ -19,7 +19,7 @@ _FAST = Config(connect_timeout=0.5, read_timeout=1.0, retries={"max_attempts": 2
 settings = WebhookSettings.from_env()
 logger = build_logger("webhook")
 metrics = build_metrics("webhook")
-ledger = DocumentLedger(boto3.client("dynamodb", config=_FAST), settings.ledger_table, settings.record_retention_days)
+ledger = WebhookStores(boto3.client("dynamodb", config=_FAST), settings.ledger_table, settings.record_retention_days)
 _secrets = boto3.client("secretsmanager", config=_FAST)
 signing_secret = SecretDocument(
     settings.webhook_secret, settings.secret_max_age_seconds, _secrets, min_refresh=settings.secret_reread_seconds

@@ -39,7 +39,7 @@ from docdrop.ledger import (
     ObjectRef,
     Status,
 )
-from docdrop.ledger_expression import plain
+from docdrop.ledger.expression import plain
 from docdrop.outcomes import OutcomeJoiner
 from docdrop.reconciler import Deadlines, Reconciler
 from docdrop.reviews import is_silent, resend_silent_reviews

@@ -22,7 +22,8 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError, EndpointConnectionError
-from docdrop.cobalt import CobaltAnswer, EventLogPage, classify_exception, classify_response
+from docdrop.cobalt import EventLogPage
+from docdrop.cobalt_answers import CobaltAnswer, classify_exception, classify_response
 from docdrop.cobalt_events import envelope_from_log_item
 from docdrop.contract import UploadFields
 from docdrop.ledger import ObjectRef

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from docdrop.cobalt import CobaltClient
 from docdrop.ledger import INTERRUPTED_REASON, ObjectRef, OutcomeEvent, Status
-from docdrop.ledger_expression import item_values
+from docdrop.ledger.expression import item_values
 from docdrop.reconciler import RUN_NAME
 from docdrop.uploader import Deadline
 

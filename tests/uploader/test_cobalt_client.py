@@ -13,15 +13,8 @@ from typing import Any
 
 import pytest
 import requests
-from docdrop.cobalt import (
-    CobaltClient,
-    CobaltSetupError,
-    EventLogUnavailable,
-    Verdict,
-    backoff_seconds,
-    classify_exception,
-    classify_response,
-)
+from docdrop.cobalt import CobaltClient, CobaltSetupError, EventLogUnavailable
+from docdrop.cobalt_answers import Verdict, backoff_seconds, classify_exception, classify_response
 from docdrop.contract import UploadFields
 from urllib3.exceptions import NewConnectionError, ProtocolError
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from docdrop.ledger import DocumentLedger, parse_moment
+from docdrop.ledger import BreakerStore, parse_moment
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +52,7 @@ class Permission:
 class CobaltBreaker:
     def __init__(
         self,
-        ledger: DocumentLedger,
+        ledger: BreakerStore,
         settings: BreakerSettings | None = None,
         account: str = "default",
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),

@@ -3,7 +3,7 @@
 The webhook writes an outcome on the Cobalt-document item in one call and cannot know the object; the submission
 links the same item to its object. Whichever comes second, the item then holds both, and a DynamoDB Streams record of
 it (filtered to such items in template.yaml) reaches `join_stream_batch`. An outcome that came first is listed as
-unjoined until its link comes (`DocumentLedger.mark_unjoined`). The reconciler calls the
+unjoined until its link comes (`DocumentStore.mark_unjoined`). The reconciler calls the
 same `OutcomeJoiner.join` for anything a stream missed. Outcome metrics are counted here, once per join, so an outcome
 for a document DocDrop never sent is never counted.
 """
@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from boto3.dynamodb.types import TypeDeserializer
 
-from docdrop.ledger import UNJOINED, DocumentLedger, JoinResult, Status
+from docdrop.ledger import UNJOINED, DocumentStore, JoinResult, Status
 from docdrop.observability import MetricName
 
 _deserializer = TypeDeserializer()
@@ -27,7 +27,7 @@ class MetricSink(Protocol):
 
 
 class OutcomeJoiner:
-    def __init__(self, ledger: DocumentLedger, metrics: MetricSink, logger: logging.Logger | Any) -> None:
+    def __init__(self, ledger: DocumentStore, metrics: MetricSink, logger: logging.Logger | Any) -> None:
         self._ledger = ledger
         self._metrics = metrics
         self.logger = logger

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from docdrop.cobalt_events import MAX_ID_CHARS, outcome_event_from, usable_id
 from docdrop.evidence import outcome_fingerprint
-from docdrop.ledger import OUTCOMES, DocumentLedger, LedgerError, LedgerRefusedItem, parse_moment
+from docdrop.ledger import OUTCOMES, LedgerError, LedgerRefusedItem, WebhookStores, parse_moment
 from docdrop.observability import MetricName
 from docdrop.signature import parse_json, verify_cobalt_signature, well_formed_signature
 
@@ -70,7 +70,7 @@ def handle_cobalt_webhook(
     raw_body: bytes,
     headers: Mapping[str, str],
     *,
-    ledger: DocumentLedger,
+    ledger: WebhookStores,
     load_secrets: Callable[[bool], Mapping[str, Any]],
     metrics: MetricSink,
     max_body_bytes: int = 256 * 1024,
@@ -108,7 +108,7 @@ def _handle_signed_event(
     event: dict[str, Any],
     headers: Mapping[str, str],
     *,
-    ledger: DocumentLedger,
+    ledger: WebhookStores,
     metrics: MetricSink,
     fingerprint_key: Callable[[], bytes] | None,
 ) -> WebhookAnswer:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 if TYPE_CHECKING:
-    from docdrop.ledger import Status
+    from docdrop.ledger.model import Status
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -75,7 +75,7 @@ class Expression:
         keep_first: Mapping[str, Any] | None = None,
     ) -> list[str]:
         """Clauses that move an object version to `status`: its reason, times and `extra` (its history, and its entry
-        in the open-state index, are the ledger's: `DocumentLedger._transition`)."""
+        in the open-state index, are the ledger's: `ObjectStore._transition`)."""
         return self.assign({"status": status.value, "reason": reason, "status_at": now, **extra}, keep_first)
 
     def kwargs(self, update: str, condition: str | None = None) -> dict[str, Any]:
