@@ -16,7 +16,7 @@ IAC_VENV := .venv-iac
 IAC_STAMP := $(IAC_VENV)/.installed
 SAM := SAM_CLI_TELEMETRY=0 $(IAC_VENV)/bin/sam
 
-.PHONY: demo test lint iac build deploy bench chaos model model-reverts hang flood open-loops outage sandbox clean
+.PHONY: demo test check lint iac build deploy bench chaos model model-reverts hang flood open-loops outage sandbox clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,9 +41,19 @@ $(IAC_STAMP): requirements-iac.txt
 demo: $(STAMP)
 	$(BIN)/python -m local.demo $(ARGS)
 
-## test: lint, template checks and build, then every test (the command CI runs)
+## test: lint, template checks and build, then every test (the command CI runs): all but tests/iam on every core
+##       (pytest-xdist, one test file per worker at a time, so a file's local stack stays its own), then tests/iam,
+##       which checks the AWS calls every other test recorded against the deployed policies
+TEST_WORKERS ?= auto
 test: lint iac build
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --ignore=tests/iam $(ARGS)
+	DOCDROP_AWS_CALLS_KEEP=1 $(BIN)/pytest tests/iam $(ARGS)
+
+## check: the loop while editing: ruff, mypy and every test that needs no local AWS server (marked `stack` by
+##        tests/conftest.py), 4 at a time (they mostly wait on sockets); under a minute
+CHECK_WORKERS ?= 4
+check: lint
+	$(BIN)/pytest -n $(CHECK_WORKERS) -m "not stack" -q $(ARGS)
 
 ## iac: cfn-lint, sam validate --lint and checkov on template.yaml (skips are justified in the template)
 iac: $(IAC_STAMP)

@@ -23,18 +23,46 @@ def pytest_configure(config: pytest.Config) -> None:
     """Every AWS call DocDrop's code makes in this run is recorded (local.aws_calls), here and in the local stack's
     workers (which inherit the variable), for tests/iam's check against the policies the template deploys."""
     AWS_CALLS.parent.mkdir(parents=True, exist_ok=True)
-    if os.environ.get("DOCDROP_AWS_CALLS_KEEP") != "1":  # =1: `pytest tests/iam` checks the last run's calls again
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # under `-n`: the run's controller starts the file, once
+    if os.environ.get("DOCDROP_AWS_CALLS_KEEP") != "1" and worker is None:  # =1: tests/iam checks the last run's calls
         AWS_CALLS.unlink(missing_ok=True)
     os.environ[aws_calls.ENVIRONMENT] = str(AWS_CALLS)
     aws_calls.record(AWS_CALLS)
 
 
+# A test that starts (or shares) a local server of AWS: DynamoDB Local, moto, or a whole local stack.
+SERVER_FIXTURES = frozenset({"dynamodb_endpoint", "moto_endpoint"})
+STACK_NAMES = ("LocalStack", "CliStack", "running_demo", "run_chaos")
+# Tests that need what only `make test` gives: the calls a full run recorded, `sam build`'s output, a chaos run's stack.
+FULL_RUN_ONLY = (
+    "tests/iam/test_deployed_permissions.py",
+    "tests/template/test_sam_build_output.py",
+    "tests/local/test_chaos.py::test_a_chaos_run_of_100_documents_keeps_every_promise",
+)
+
+
+def needs_stack(item: pytest.Item) -> bool:
+    module = getattr(item, "module", None)
+    return (
+        bool(SERVER_FIXTURES & set(getattr(item, "fixturenames", ())))
+        or any(hasattr(module, name) for name in STACK_NAMES)
+        or item.get_closest_marker("integration") is not None
+        or item.nodeid.startswith(FULL_RUN_ONLY)
+    )
+
+
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    """tests/iam checks what every other test's calls were: it runs last."""
+    """tests/iam checks what every other test's calls were: it runs last. A test that needs a local stack (or what
+    only `make test` gives) is marked `stack`, so that `make check` (`-m "not stack"`) runs the rest in seconds."""
+    for item in items:
+        if needs_stack(item):
+            item.add_marker(pytest.mark.stack)
     items.sort(key=lambda item: item.nodeid.startswith("tests/iam/"))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # under `-n` the controller, which sees every worker's results, decides
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     passed = len(reporter.stats.get("passed", [])) if reporter is not None else 0
     if exitstatus == 0 and passed == 0 and not session.config.option.collectonly:
