@@ -1,14 +1,5 @@
-"""The Cobalt client: the one place that talks HTTP to Cobalt. What each answer means is `docdrop.cobalt_answers`'.
-
-Cobalt has no idempotency key and warns against retrying anything not confirmed failed, so every answer is sorted into:
-- ACCEPTED    200 with a document id;
-- RETRY       nothing was stored: the connection was never made, 429, 503 (and 401 after one refresh);
-- FAILED      other 4xx: Cobalt refused this document, with its message;
-- BLOCKED     403 login_required (the EHR link broke) or credentials Cobalt refuses: a person must act;
-- AMBIGUOUS   the request left and no usable answer came back (read timeout, connection lost, 500, a 200 without an id,
-              502 or 504: a gateway that gave up waiting, after Cobalt may have stored it): it may be in the chart, so
-              it is never sent again automatically (unless COBALT_SERVER_ERROR_POLICY=retry says 500/502/504 are safe).
-"""
+"""The Cobalt client: the one place that talks HTTP to Cobalt (uploads, the event log, webhook registration, a
+document's bytes). What each answer means, and so whether it may ever be sent again, is `docdrop.cobalt_answers`'."""
 
 from __future__ import annotations
 

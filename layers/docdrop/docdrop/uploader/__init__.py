@@ -2,7 +2,8 @@
 
 Promises kept here: 1 (claim before the POST; a duplicate, a redelivery or a racing invocation finds the claim and
 stops; an ambiguous POST becomes NEEDS_REVIEW), 2 (every version read ends in a state with a reason, or its message
-returns to the queue), 5 (logs name the object id, never key, MRN or notes), 6 (answers classified by `docdrop.cobalt`).
+returns to the queue), 5 (logs name the object id, never key, MRN or notes), 6 (answers classified by
+`docdrop.cobalt_answers`).
 """
 
 from __future__ import annotations

@@ -1,9 +1,5 @@
-"""The upload path: one S3 object version → validated → claimed → sent to Cobalt at most once → its state recorded.
-
-Promises kept here: 1 (claim before the POST; a duplicate, a redelivery or a racing invocation finds the claim and
-stops; an ambiguous POST becomes NEEDS_REVIEW), 2 (every version read ends in a state with a reason, or its message
-returns to the queue), 5 (logs name the object id, never key, MRN or notes), 6 (answers classified by `docdrop.cobalt`).
-"""
+"""`DocumentUploader`: the order of one object event's steps (settled already? read, judged, claimed, sent), and the
+states recorded before a claim (REJECTED, WAITING_FOR_TAGS). The package's docstring says which promises it keeps."""
 
 from __future__ import annotations
 
@@ -56,7 +52,7 @@ class DocumentUploader(Sending, DuplicateCheck, ObjectReading):
     """Sends object versions to Cobalt. Collaborators are passed in, so tests can hand in local servers or fakes.
 
     Its parts are modules of this package: reading the version (`reading`), the same page twice (`duplicates`), the
-    call and its answer (`sending`); this class holds the order: settled already, read, judged, claimed, sent."""
+    call and its answer (`sending`)."""
 
     def __init__(
         self,
