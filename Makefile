@@ -46,7 +46,7 @@ demo: $(STAMP)
 ##       which checks the AWS calls every other test recorded against the deployed policies
 TEST_WORKERS ?= auto
 test: lint iac build
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --ignore=tests/iam $(ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --ignore=tests/iam $(ARGS)
 	DOCDROP_AWS_CALLS_KEEP=1 $(BIN)/pytest tests/iam $(ARGS)
 
 ## check: the loop while editing: ruff, mypy and every test that needs no local AWS server (marked `stack` by

@@ -41,6 +41,25 @@ FULL_RUN_ONLY = (
 )
 
 
+# The longest test files (minutes each: one long walk, a chaos run, whole stacks killed and restarted) start first under
+# `make test`'s workers (xdist keeps this order with --no-loadscope-reorder), so no long one starts last and runs alone.
+LONGEST_FIRST = (
+    "tests/model/test_interleavings.py",
+    "tests/local/test_chaos.py",
+    "tests/local/test_worker_runtime.py",
+    "tests/local/test_local_stack.py",
+    "tests/local/test_cobalt_outage.py",
+    "tests/local/test_engines.py",
+    "tests/cli/test_sending_again.py",
+)
+
+
+def _start_order(item: pytest.Item) -> tuple[bool, int]:
+    path = item.nodeid.split("::")[0]
+    longest = LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+    return path.startswith("tests/iam/"), longest
+
+
 def needs_stack(item: pytest.Item) -> bool:
     module = getattr(item, "module", None)
     return (
@@ -52,12 +71,13 @@ def needs_stack(item: pytest.Item) -> bool:
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    """tests/iam checks what every other test's calls were: it runs last. A test that needs a local stack (or what
-    only `make test` gives) is marked `stack`, so that `make check` (`-m "not stack"`) runs the rest in seconds."""
+    """tests/iam checks what every other test's calls were: it runs last; the longest files start first. A test that
+    needs a local stack (or what only `make test` gives) is marked `stack`, so that `make check` (`-m "not stack"`)
+    runs the rest in seconds."""
     for item in items:
         if needs_stack(item):
             item.add_marker(pytest.mark.stack)
-    items.sort(key=lambda item: item.nodeid.startswith("tests/iam/"))
+    items.sort(key=_start_order)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
