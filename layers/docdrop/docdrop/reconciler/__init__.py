@@ -131,8 +131,7 @@ class Reconciler:
         this_pass = Pass(report, deadline, state, owner, self._ledger)
         try:
             for sweep in self._sweeps:
-                if deadline.remaining() < RESERVE_SECONDS:
-                    report.complete = False
+                if this_pass.out_of_time():
                     break
                 sweep.run(this_pass)
             self._gauges(report)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from docdrop.ledger import Status, items_within
-from docdrop.reconciler.sweep import RESERVE_SECONDS, Pass, Sweep
+from docdrop.reconciler.sweep import Pass, Sweep
 
 
 class ForeignOutcomes(Sweep):
@@ -22,8 +22,7 @@ class ForeignOutcomes(Sweep):
             if i.get("evidence_fingerprint") and not i.get("document_id")
         }
         for document in self._ledger.unjoined_documents(before=now - self._deadlines.outcome_grace):
-            if p.deadline.remaining() < RESERVE_SECONDS:
-                p.report.complete = False
+            if p.out_of_time():
                 return
             if document.get("object_id"):  # DocDrop's after all, and the stream has not joined it: join it
                 self._joiner.join(document, mark=f"reconciler:{p.owner}:{document['document_id']}")

@@ -7,7 +7,7 @@ from typing import Any
 
 from docdrop.accounts import account_of
 from docdrop.ledger import INTERRUPTED_REASON, Status, items_within, never_posted
-from docdrop.reconciler.sweep import NEVER_POSTED_CLAIMS, RESERVE_SECONDS, Pass, Sweep, hours, parse_time
+from docdrop.reconciler.sweep import NEVER_POSTED_CLAIMS, Pass, Sweep, hours, parse_time
 
 
 class ExpiredTagWaits(Sweep):
@@ -16,8 +16,7 @@ class ExpiredTagWaits(Sweep):
     def run(self, p: Pass) -> None:
         waited = self._deadlines.tag_wait
         for item in self._ledger.open_items(Status.WAITING_FOR_TAGS, before=self._clock() - waited):
-            if p.deadline.remaining() < RESERVE_SECONDS:
-                p.report.complete = False
+            if p.out_of_time():
                 return
             missing = item.get("missing_tags") or ["patient_mrn", "folder_name"]
             reason = (
@@ -34,8 +33,7 @@ class InterruptedClaims(Sweep):
     def run(self, p: Pass) -> None:
         now = self._clock()
         for item in items_within(p.in_flight_items(), Status.RECEIVED, before=now - self._deadlines.outcome_grace):
-            if p.deadline.remaining() < RESERVE_SECONDS:
-                p.report.complete = False
+            if p.out_of_time():
                 return
             if str(item.get("lease_until", "")) >= now.isoformat(timespec="microseconds"):
                 continue  # its holder may still be at work
@@ -99,8 +97,7 @@ class RelinkedAccounts(Sweep):
             if blocked is None:
                 blocked = list(self._ledger.open_items(Status.BLOCKED))
             for item in blocked:
-                if p.deadline.remaining() < RESERVE_SECONDS:
-                    p.report.complete = False
+                if p.out_of_time():
                     return
                 mine = account_of(item) == account.name
                 if mine and str(item.get("status_at") or "") <= relinked_at:

@@ -64,7 +64,7 @@ class ReviewMatch(Sweep):
                 )
         p.report.reviews_open -= p.report.reviews_resolved
         if self._fingerprint_key is not None:
-            self._silence.check(p.report, p.deadline, found_all, every_review, in_flight, now)
+            self._silence.check(p, found_all, every_review, in_flight, now)
 
     def _review_documents(self, p: Pass, now: datetime) -> list[dict[str, Any]]:
         """Unknown documents with an open review's fingerprint, listed for the outcome grace at least: the candidates.

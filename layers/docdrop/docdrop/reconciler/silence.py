@@ -7,10 +7,9 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from docdrop.deadline import Deadline
 from docdrop.ledger import SILENCE
 from docdrop.reconciler.event_log import EventLog
-from docdrop.reconciler.sweep import RESERVE_SECONDS, Loops, PassReport, Sweep, hours
+from docdrop.reconciler.sweep import Loops, Pass, Sweep, hours
 from docdrop.reviews import Candidates, evidence_rivals, is_silent, resend_silent_reviews, silence_of, silent_span
 
 
@@ -23,8 +22,7 @@ class SilenceCheck(Sweep):
 
     def check(
         self,
-        report: PassReport,
-        deadline: Deadline,
+        p: Pass,
         found_all: list[Candidates],
         every_review: list[dict[str, Any]],
         in_flight: list[dict[str, Any]],
@@ -45,7 +43,7 @@ class SilenceCheck(Sweep):
         silent = [r for r in every_review if is_silent(r)]
         if due:
             oldest = min(span[0] for r in due if (span := silent_span(r, horizon)) is not None)
-            read = self._log.read_whole(report, deadline, due, (oldest - timedelta(days=1)).date())
+            read = self._log.read_whole(p.report, p.deadline, due, (oldest - timedelta(days=1)).date())
             if read is not None:
                 logged, pages = read
                 unjoined = list(self._ledger.unjoined_documents(before=now))
@@ -69,18 +67,17 @@ class SilenceCheck(Sweep):
                         else f"The silence check found something: {why}. A person decides"
                     )
                     if self._ledger.note_silence(review, check, reason) and why is None:
-                        report.reviews_found_silent += 1
+                        p.report.reviews_found_silent += 1
                         silent.append({**review, SILENCE: check, "status_at": review["status_at"]})
         if self._deadlines.resend_silent and self._resend is not None:
-            self._resend_silent(report, deadline, silent)
+            self._resend_silent(p, silent)
 
-    def _resend_silent(self, report: PassReport, deadline: Deadline, silent: list[dict[str, Any]]) -> None:
+    def _resend_silent(self, p: Pass, silent: list[dict[str, Any]]) -> None:
         """ResendSilentReviews: each silent review sent once, claimed as any upload is (never one resent by silence)."""
         assert self._resend is not None
-        if deadline.remaining() < RESERVE_SECONDS:
-            report.complete = False
+        if p.out_of_time():
             return
         done = resend_silent_reviews(
             self._ledger, "reconciler (silence)", self._resend, reviews=silent, by_silence=True
         )
-        report.reviews_resent_by_silence += sum(1 for _, what in done if what == "sent")
+        p.report.reviews_resent_by_silence += sum(1 for _, what in done if what == "sent")

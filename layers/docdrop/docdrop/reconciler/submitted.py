@@ -8,7 +8,7 @@ from typing import Any
 from docdrop.ledger import JoinResult, Status, items_within
 from docdrop.observability import MetricName
 from docdrop.reconciler.event_log import EventLog
-from docdrop.reconciler.sweep import RESERVE_SECONDS, Loops, Pass, Sweep, hours, parse_time
+from docdrop.reconciler.sweep import Loops, Pass, Sweep, hours, parse_time
 
 
 class UnrecordedSubmissions(Sweep):
@@ -16,8 +16,7 @@ class UnrecordedSubmissions(Sweep):
 
     def run(self, p: Pass) -> None:
         for document in self._ledger.unrecorded_submissions():
-            if p.deadline.remaining() < RESERVE_SECONDS:
-                p.report.complete = False
+            if p.out_of_time():
                 return
             if document.get("outcome"):  # the outcome came already: it closes the object directly
                 self._joiner.join(document, mark=f"reconciler:{p.owner}:{document['document_id']}")

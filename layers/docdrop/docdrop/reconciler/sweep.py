@@ -148,6 +148,13 @@ class Pass:
     review_fingerprints: set[str] = dataclasses.field(default_factory=set)  # the reviews' sweep's, for the foreign one
     _in_flight: list[dict[str, Any]] | None = None
 
+    def out_of_time(self) -> bool:
+        """Whether the pass is down to its reserve (`RESERVE_SECONDS`): then it is incomplete, and the caller stops."""
+        if self.deadline.remaining() >= RESERVE_SECONDS:
+            return False
+        self.report.complete = False
+        return True
+
     def in_flight_items(self) -> list[dict[str, Any]]:
         """RECEIVED and SUBMITTED items, read once a pass for every sweep: each sweep's write is conditional on the
         item as it stands, so an item that moved on since this read is left alone."""

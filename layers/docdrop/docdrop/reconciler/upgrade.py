@@ -3,7 +3,7 @@ never looked for again."""
 
 from __future__ import annotations
 
-from docdrop.reconciler.sweep import OPEN_INDEX_STATE, RESERVE_SECONDS, Pass, Sweep
+from docdrop.reconciler.sweep import OPEN_INDEX_STATE, Pass, Sweep
 
 
 class IndexUpgrade(Sweep):
@@ -14,10 +14,9 @@ class IndexUpgrade(Sweep):
         if progress == "done":
             return
         start = dict(progress) if isinstance(progress, dict) else None
-        while p.deadline.remaining() >= RESERVE_SECONDS:
+        while not p.out_of_time():
             indexed, start = self._ledger.index_open_items(start)
             p.report.open_items_indexed += indexed
             p.state[OPEN_INDEX_STATE] = start or "done"
             if start is None:
                 return
-        p.report.complete = False
