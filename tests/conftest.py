@@ -32,7 +32,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 # A test that starts (or shares) a local server of AWS: DynamoDB Local, moto, or a whole local stack.
 SERVER_FIXTURES = frozenset({"dynamodb_endpoint", "moto_endpoint"})
-STACK_NAMES = ("LocalStack", "CliStack", "running_demo", "run_chaos")
+STACK_NAMES = ("LocalStack", "CliStack")  # a module that imports either starts a whole local stack
 # Tests that need what only `make test` gives: the calls a full run recorded, `sam build`'s output, a chaos run's stack.
 FULL_RUN_ONLY = (
     "tests/iam/test_deployed_permissions.py",
