@@ -10,7 +10,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from docdrop.ledger.expression import Expression, item_values, plain
+from docdrop.ledger.expression import Expression, plain
 from docdrop.ledger.model import LINK_EVENT_PREFIX, LINK_EVENT_RETENTION, MAX_LINK_MESSAGE, now_iso
 from docdrop.ledger.table import LedgerTable, failure
 
@@ -223,15 +223,8 @@ class AccountLinkStore(LedgerTable):
 
     def link_events(self, reference_id: str) -> list[dict[str, Any]]:
         """The account link's recorded events (login_required, warnings, re-links) still kept, oldest first."""
-        e = Expression()
-        query = {
-            "TableName": self._table,
-            "KeyConditionExpression": f"{e.n('pk')} = {e.v(f'TOKEN#{reference_id}')} AND begins_with({e.n('sk')}, "
-            f"{e.v(LINK_EVENT_PREFIX)})",
-            "ExpressionAttributeNames": e.names,
-            "ExpressionAttributeValues": item_values(e.values),
-        }
-        found = [{k: v for k, v in i.items() if k not in ("pk", "sk")} for i in self._items("query", query)]
+        events = self._items_under(f"TOKEN#{reference_id}", LINK_EVENT_PREFIX)
+        found = [{k: v for k, v in i.items() if k not in ("pk", "sk")} for i in events]
         return sorted(found, key=lambda i: str(i.get("at")))
 
     def mark_link_resent(self, reference_id: str, relinked_at: str) -> None:

@@ -52,18 +52,9 @@ class ObjectStore(LedgerTable):
     def history(self, object_id: str, item: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Every recorded transition of an object version, oldest first: its history items, and the hot path's
         transitions from the times on the object item (`item`, when the caller has read it already)."""
-        e = Expression()
-        query = {
-            "TableName": self._table,
-            "KeyConditionExpression": f"{e.n('pk')} = {e.v(f'OBJ#{object_id}')} AND begins_with({e.n('sk')}, "
-            f"{e.v(HISTORY_PREFIX)})",
-            "ExpressionAttributeNames": e.names,
-            "ExpressionAttributeValues": item_values(e.values),
-            "ConsistentRead": True,
-        }
         entries = [
             {k: v for k, v in entry.items() if k not in ("pk", "sk", "expires_at")}
-            for entry in self._items("query", query)
+            for entry in self._items_under(f"OBJ#{object_id}", HISTORY_PREFIX, consistent=True)
         ]
         item = item if item is not None else self.get_object_by_id(object_id) or {}
         entries += [dict(h) for h in item.get("history") or []]  # kept on the item itself before 2026-12

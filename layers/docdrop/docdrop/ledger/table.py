@@ -111,6 +111,20 @@ class LedgerTable:
                 return
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    def _items_under(self, pk: str, sk_prefix: str, consistent: bool = False) -> Iterator[dict[str, Any]]:
+        """The items of partition `pk` whose sort key starts with `sk_prefix` (a Query, page by page): an object's
+        history, an account link's events."""
+        e = Expression()
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": f"{e.n('pk')} = {e.v(pk)} AND begins_with({e.n('sk')}, {e.v(sk_prefix)})",
+            "ExpressionAttributeNames": e.names,
+            "ExpressionAttributeValues": item_values(e.values),
+        }
+        if consistent:
+            query["ConsistentRead"] = True
+        return self._items("query", query)
+
     def _items(self, operation: str, request: Mapping[str, Any], limit: int | None = None) -> Iterator[dict[str, Any]]:
         """The items a Query or Scan returns, page by page; with `limit`, no more than it."""
         returned = 0
